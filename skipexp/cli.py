@@ -1,0 +1,151 @@
+"""The ``skipexp`` entrypoint: compose the config with Hydra, then train, evaluate, predict or summarise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import tifffile
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from skipexp.checkpoint import load_checkpoint
+from skipexp.data import build_data, dataset_channels
+from skipexp.data.common import standardise
+from skipexp.errors import UserError
+from skipexp.evaluate import evaluate, membrane_probability
+from skipexp.losses import get_loss
+from skipexp.models import build_model
+from skipexp.rundir import RESULTS, check_fresh, run_header, summary_line, write_json
+from skipexp.runtime import Runtime
+
+log = logging.getLogger("skipexp")
+MODES = ("train", "eval", "predict", "summary")
+PREDICTIONS = "predictions.tif"
+EVAL = "eval.json"
+
+
+def find_conf_dir() -> Path:
+    """conf/ travels inside the wheel as skipexp/conf; in a source checkout it sits beside skipexp/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"skipexp's conf/ folder was not found beside {here}; reinstall with `make install`.")
+
+
+def _model_from_checkpoint(cfg: DictConfig, runtime: Runtime) -> tuple[torch.nn.Module, DictConfig]:
+    """Rebuild the checkpoint's own network (its model and depth config) and load its weights."""
+    if cfg.checkpoint is None:
+        raise UserError(f"mode={cfg.mode} needs a checkpoint; pass checkpoint=PATH (a run's checkpoints/best.pt).")
+    state = load_checkpoint(cfg.checkpoint)
+    saved = OmegaConf.create(state["config"])
+    model = build_model(saved.model, saved.depth, dataset_channels(cfg.dataset))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise UserError(f"checkpoint {cfg.checkpoint} does not fit dataset.in_channels="
+                        f"{dataset_channels(cfg.dataset)} ({str(err).splitlines()[0]}).") from err
+    return runtime.prepare(model), saved
+
+
+def run_eval(cfg: DictConfig, run_dir: Path) -> dict:
+    """Score a checkpoint on the validation set of the configured dataset; write eval.json."""
+    runtime = Runtime.from_config(cfg.trainer)
+    model, saved = _model_from_checkpoint(cfg, runtime)
+    data = build_data(cfg.dataset, 0)
+    header = run_header("eval", saved.model, model, runtime, data.name)
+    log.info(summary_line(header))
+    scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime)
+    result = {**header, "checkpoint": str(Path(cfg.checkpoint).resolve()), **scores}
+    write_json(run_dir / EVAL, result)
+    log.info(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    return result
+
+
+def run_predict(cfg: DictConfig, run_dir: Path) -> Path:
+    """Write probability maps of the dataset's prediction images as a float32 TIFF, high = cell interior."""
+    runtime = Runtime.from_config(cfg.trainer)
+    model, saved = _model_from_checkpoint(cfg, runtime)
+    data = build_data(cfg.dataset, 0)
+    log.info(summary_line(run_header("predict", saved.model, model, runtime, data.name)))
+    maps = [1.0 - membrane_probability(model, torch.from_numpy(standardise(im)), runtime)
+            for im in data.predict_images]
+    out = run_dir / PREDICTIONS
+    tifffile.imwrite(out, np.stack(maps).astype(np.float32))
+    log.info(f"wrote {len(maps)} probability maps (1 = cell interior) to {out}")
+    return out
+
+
+def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
+    """Build the network without training; print its stages and write the results.json header."""
+    runtime = Runtime.from_config(cfg.trainer)
+    model = build_model(cfg.model, cfg.depth, dataset_channels(cfg.dataset))
+    header = run_header("summary", cfg.model, model, runtime, cfg.dataset.name)
+    log.info(summary_line(header))
+    for stage, blocks in model.spec.plan.stage_repeats.items():
+        log.info(f"  {stage:<7} {blocks:>3} x {'simple' if stage in ('down2', 'up4') else header['block']}")
+    write_json(run_dir / RESULTS, header)
+    return header
+
+
+def dispatch(cfg: DictConfig) -> None:
+    """Run the configured mode in the Hydra run folder."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.mode not in MODES:
+        raise UserError(f"mode={cfg.mode} is not one of {', '.join(MODES)}.")
+    if cfg.mode == "train":
+        from skipexp.train import train
+
+        check_fresh(run_dir)
+        results = train(cfg, run_dir)
+        log.info(f"run folder: {run_dir} (best val_dice {results['best']['val_dice']:.4f}, "
+                 f"{results['wall_s']:.0f} s)")
+    elif cfg.mode == "eval":
+        run_eval(cfg, run_dir)
+    elif cfg.mode == "predict":
+        run_predict(cfg, run_dir)
+    else:
+        run_summary(cfg, run_dir)
+
+
+@hydra.main(version_base=None, config_path=str(find_conf_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        dispatch(cfg)
+    except UserError as err:
+        if os.environ.get("SKIPEXP_TRACEBACK"):
+            raise
+        print(f"skipexp: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def normalise_overrides(args: list[str]) -> list[str]:
+    """Turn ``depth=102`` (or a sweep ``depth=26,50``) into ``depth.layers=...``.
+
+    Hydra parses a bare number as an int, which it refuses as a config-group
+    choice; every numeric depth preset holds exactly that many layers, so the
+    two spellings build the same network, and any N works, not only presets.
+    """
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key == "depth" and value and all(v.strip().isdigit() for v in value.split(",")):
+            arg = f"depth.layers={value}"
+        out.append(arg)
+    return out
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Errors a user can cause. The CLI prints their message as one sentence and exits non-zero."""
+
+
+class UserError(ValueError):
+    """A bad value in the config, the data or a file; the message names it and the fix."""
+
+
+class ConfigError(UserError):
+    """A config value that is not allowed or that this machine cannot honour."""

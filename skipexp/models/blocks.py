@@ -1,0 +1,178 @@
+"""The building blocks of the FC-ResNet (SPEC section 2), all pre-activation.
+
+Every block reads like the paper's figure: norm -> ReLU -> conv, repeated,
+with the short skip added in one line at the end of ``forward``. A block that
+opens an encoder stage downsamples (stride-2 first conv, or max-pool for the
+simple block); a block that closes a decoder stage upsamples (nearest repeat
+before its last conv, or a transposed conv). Convolutions on the main path are
+named ``conv1``, ``conv2``, ...; 1x1 projections on the shortcut live in
+``shortcut`` so that depth counting and gradient tracking can tell them apart.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skipexp.errors import ConfigError
+
+NORMS = ("batch", "group", "instance", "none")
+UPSAMPLE_MODES = ("repeat", "transposed")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """A normalisation layer over ``channels`` feature maps.
+
+    BatchNorm uses PyTorch momentum 0.1, which is Keras' 0.9 (SPEC section 2).
+    """
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, momentum=0.1)
+    if kind == "group":
+        groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"model.norm={kind!r} is not one of {', '.join(NORMS)}")
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour repeat x2, the paper's upsampling."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def decimate2x(x: torch.Tensor) -> torch.Tensor:
+    """Keep every second row and column: the paper's downsampling shortcut."""
+    return x[..., ::2, ::2]
+
+
+class Shortcut(nn.Module):
+    """The short skip: identity, decimated or repeated, with a 1x1 conv only where widths differ."""
+
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, upsample: bool) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.upsample = upsample
+        self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample:
+            x = decimate2x(x)
+        if self.proj is not None:
+            x = self.proj(x)  # a 1x1 conv commutes with repeat, so project at the lower resolution
+        if self.upsample:
+            x = upsample2x(x)
+        return x
+
+
+class Block(nn.Module):
+    """Common skeleton: a main path, an optional short skip added at the end."""
+
+    main_convs: int = 0
+
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, upsample: bool, short_skip: bool) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch = in_ch, out_ch
+        self.shortcut = Shortcut(in_ch, out_ch, downsample, upsample) if short_skip else None
+
+    def main_path(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.main_path(x)
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)  # the short skip
+        return out
+
+
+def _up_conv(in_ch: int, out_ch: int, kernel: int, upsample: bool, mode: str) -> nn.Module:
+    """The conv that upsamples when ``upsample``: repeat-then-conv, or one transposed conv."""
+    if upsample and mode == "transposed":
+        if kernel == 1:
+            return nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride=2, padding=kernel // 2, output_padding=1)
+    return nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2)
+
+
+class Bottleneck(Block):
+    """BN-ReLU-1x1(k) -> BN-ReLU-3x3(k) -> BN-ReLU-1x1(4k) -> dropout; output width 4k."""
+
+    main_convs = 3
+    expansion = 4
+
+    def __init__(self, in_ch: int, k: int, *, downsample: bool = False, upsample: bool = False,
+                 short_skip: bool = True, dropout: float = 0.0, norm: str = "batch",
+                 upsample_mode: str = "repeat") -> None:
+        super().__init__(in_ch, 4 * k, downsample, upsample, short_skip)
+        self.repeat_up = upsample and upsample_mode == "repeat"
+        self.norm1 = make_norm(norm, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, k, 1, stride=2 if downsample else 1)
+        self.norm2 = make_norm(norm, k)
+        self.conv2 = nn.Conv2d(k, k, 3, padding=1)
+        self.norm3 = make_norm(norm, k)
+        self.conv3 = _up_conv(k, 4 * k, 1, upsample, upsample_mode)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def main_path(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.norm1(x)))
+        out = self.conv2(F.relu(self.norm2(out)))
+        out = F.relu(self.norm3(out))
+        if self.repeat_up:
+            out = upsample2x(out)
+        return self.dropout(self.conv3(out))
+
+
+class Basic(Block):
+    """BN-ReLU-3x3(k) -> dropout -> BN-ReLU-3x3(k); output width k."""
+
+    main_convs = 2
+    expansion = 1
+
+    def __init__(self, in_ch: int, k: int, *, downsample: bool = False, upsample: bool = False,
+                 short_skip: bool = True, dropout: float = 0.0, norm: str = "batch",
+                 upsample_mode: str = "repeat") -> None:
+        super().__init__(in_ch, k, downsample, upsample, short_skip)
+        self.repeat_up = upsample and upsample_mode == "repeat"
+        self.norm1 = make_norm(norm, in_ch)
+        self.conv1 = nn.Conv2d(in_ch, k, 3, stride=2 if downsample else 1, padding=1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.norm2 = make_norm(norm, k)
+        self.conv2 = _up_conv(k, k, 3, upsample, upsample_mode)
+
+    def main_path(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.dropout(self.conv1(F.relu(self.norm1(x))))
+        out = F.relu(self.norm2(out))
+        if self.repeat_up:
+            out = upsample2x(out)
+        return self.conv2(out)
+
+
+class Simple(Block):
+    """BN-ReLU-[2x2 max-pool]-3x3 conv-dropout-[upsample]: one conv; output width k."""
+
+    main_convs = 1
+    expansion = 1
+
+    def __init__(self, in_ch: int, k: int, *, downsample: bool = False, upsample: bool = False,
+                 short_skip: bool = True, dropout: float = 0.0, norm: str = "batch",
+                 upsample_mode: str = "repeat") -> None:
+        super().__init__(in_ch, k, downsample, upsample, short_skip)
+        self.downsample = downsample
+        self.repeat_up = upsample and upsample_mode == "repeat"
+        self.norm1 = make_norm(norm, in_ch)
+        self.conv1 = _up_conv(in_ch, k, 3, upsample, upsample_mode)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def main_path(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(x))
+        if self.downsample:
+            out = F.max_pool2d(out, 2)
+        out = self.dropout(self.conv1(out))
+        if self.repeat_up:
+            out = upsample2x(out)
+        return out
+
+
+BLOCKS: dict[str, type[Block]] = {"bottleneck": Bottleneck, "basic": Basic, "simple": Simple}

@@ -1,0 +1,60 @@
+"""The run folder contract: results.json and friends, written atomically so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from skipexp.errors import UserError
+from skipexp.models import FCResNet, count_parameters, main_path_layers
+from skipexp.runtime import Runtime
+
+RESULTS = "results.json"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tb"
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def run_header(mode: str, model_cfg: DictConfig, model: FCResNet, runtime: Runtime, dataset: str) -> dict[str, Any]:
+    """The fields every results.json starts with; depth and parameters are counted from the built model."""
+    return {
+        "mode": mode,
+        "model": model_cfg.variant,
+        "long_skip": model.spec.long_skip,
+        "short_skip": model.spec.short_skip,
+        "block": model.spec.plan.block,
+        "width": model.spec.width,
+        "n_simple_blocks": model.spec.plan.n_simple_blocks,
+        "depth_layers": len(main_path_layers(model)),
+        "params": count_parameters(model),
+        "dataset": dataset,
+        "device": str(runtime.device),
+        "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch."),
+        "seed": runtime.seed,
+    }
+
+
+def summary_line(header: dict[str, Any]) -> str:
+    """One line for the start of a run: variant, counted layers, parameters, device."""
+    return (f"skipexp {header['mode']}: model={header['model']} (long_skip={header['long_skip']}, "
+            f"short_skip={header['short_skip']}), {header['depth_layers']} layers, {header['block']} blocks, "
+            f"width {header['width']}, {header['params']:,} parameters, device {header['device']} "
+            f"({header['precision']})")
+
+
+def check_fresh(run_dir: Path) -> None:
+    """Refuse to train into a folder that already holds a run, so nothing earlier is overwritten."""
+    taken = [name for name in (RESULTS, CHECKPOINTS, TENSORBOARD) if (run_dir / name).exists()]
+    if taken:
+        raise UserError(f"run folder {run_dir} already holds a run ({', '.join(taken)}); pick a new folder with "
+                        "hydra.run.dir=PATH.")

@@ -1,0 +1,125 @@
+"""The training loop, top to bottom: steps, validation, checkpoints, results.json.
+
+``train`` is the one place the loop's ``trainer`` keys (epochs, batch_size,
+crop, loss, num_workers, val_every) are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from skipexp.checkpoint import save_checkpoint
+from skipexp.data import build_data
+from skipexp.errors import UserError
+from skipexp.evaluate import evaluate
+from skipexp.losses import get_loss
+from skipexp.models import build_model
+from skipexp.optim import build_optimizer
+from skipexp.rundir import CHECKPOINTS, RESULTS, TENSORBOARD, run_header, summary_line, write_json
+from skipexp.runtime import Runtime
+
+log = logging.getLogger(__name__)
+PANEL_IMAGES = 4  # validation images shown in TensorBoard's image panel
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Scale each image of an N x C x H x W batch to [0, 1] for display."""
+    flat = images.flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    return (images - low.view(-1, 1, 1, 1)) / (high - low).clamp_min(1e-6).view(-1, 1, 1, 1)
+
+
+def _first_channel(sample_images: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([im[:1] for im in sample_images])
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train the configured network, validating every ``trainer.val_every`` epochs; return results.json's content."""
+    started = time.perf_counter()
+    trainer = cfg.trainer
+    runtime = Runtime.from_config(trainer)
+    runtime.seed_everything()
+    loss_fn = get_loss(trainer.loss)
+    if trainer.epochs < 1 or trainer.batch_size < 1 or trainer.val_every < 1:
+        raise UserError(f"trainer.epochs={trainer.epochs}, trainer.batch_size={trainer.batch_size} and "
+                        f"trainer.val_every={trainer.val_every} must each be at least 1.")
+    data = build_data(cfg.dataset, trainer.crop)
+    model = runtime.prepare(build_model(cfg.model, cfg.depth, data.in_channels))
+    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+    header = run_header("train", cfg.model, model, runtime, data.name)
+    log.info(summary_line(header))
+
+    loader = DataLoader(data.train, batch_size=trainer.batch_size, shuffle=True, num_workers=trainer.num_workers,
+                        generator=torch.Generator().manual_seed(runtime.seed),
+                        pin_memory=runtime.device.type == "cuda", persistent_workers=trainer.num_workers > 0)
+    checkpoints = run_dir / CHECKPOINTS
+    config = OmegaConf.to_container(cfg, resolve=True)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    step = 0
+    results: dict[str, Any] = {}
+    writer = SummaryWriter(str(run_dir / TENSORBOARD))
+    panel = [data.val[i] for i in range(min(PANEL_IMAGES, len(data.val)))]
+    writer.add_images("data/train_samples", _to_unit(_first_channel([data.train.images[i] for i in
+                                                                     range(min(PANEL_IMAGES, len(data.train)))])), 0)
+    bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(1, trainer.epochs + 1):
+            model.train()
+            for batch in loader:
+                image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
+                with runtime.autocast():
+                    logits = model(image)
+                loss = loss_fn(logits, label)
+                if not torch.isfinite(loss):
+                    raise UserError(f"the training loss became {loss.item()} at step {step + 1} (epoch {epoch}); "
+                                    "lower optimizer.lr or use trainer.precision=fp32.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                writer.add_scalar("train/loss", loss.item(), step)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}",
+                                val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
+            scheduler.step()
+            if epoch % trainer.val_every and epoch != trainer.epochs:
+                continue
+            scores, probs = evaluate(model, data.val, loss_fn, runtime)
+            record = {"epoch": epoch, "step": step, **scores}
+            history.append(record)
+            for key, value in scores.items():
+                writer.add_scalar(f"val/{key.removeprefix('val_')}", value, step)
+            writer.add_images("val/input", _to_unit(_first_channel([s["image"] for s in panel])), step)
+            writer.add_images("val/label", torch.stack([s["label"] for s in panel]), step)
+            writer.add_images("val/prediction", torch.from_numpy(np.stack(probs[:len(panel)]))[:, None], step)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                     "step": step, "config": config, "header": header, "history": history}
+            save_checkpoint(state, checkpoints / "last.pt")
+            if best is None or scores["val_dice"] > best["val_dice"]:
+                best = record
+                save_checkpoint(state, checkpoints / "best.pt")
+            results = {**header, "epochs_completed": epoch, "steps_completed": step,
+                       "best": best, "final": record, "wall_s": round(time.perf_counter() - started, 3),
+                       "history": history}
+            write_json(run_dir / RESULTS, results)
+            log.info(f"epoch {epoch}/{trainer.epochs}: val_loss {scores['val_loss']:.4f}, "
+                     f"val_dice {scores['val_dice']:.4f}, val_pixel_error {scores['val_pixel_error']:.4f}")
+    finally:
+        bar.close()
+        writer.close()
+    return results

@@ -1,0 +1,49 @@
+"""Shared test helpers: the conf/ folder, Hydra composition, and a tiny CLI config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from skipexp.cli import normalise_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Small enough that a full train -> eval -> predict round trip takes seconds.
+TINY = ["model.width=4", "dataset.size=64", "dataset.n_train=4", "dataset.n_val=2", "trainer.epochs=2",
+        "trainer.batch_size=2"]
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config ``skipexp`` would compose for ``overrides`` (no run folder)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return compose(config_name="config", overrides=normalise_overrides(overrides or []))
+
+
+def skipexp_exe() -> str:
+    """The installed console script next to this interpreter."""
+    exe = Path(sys.executable).with_name("skipexp")
+    return str(exe) if exe.exists() else shutil.which("skipexp") or "skipexp"
+
+
+def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``skipexp ARGS`` in ``cwd`` as a user would, capturing its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.run([skipexp_exe(), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"skipexp {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)

@@ -1,0 +1,41 @@
+import torch
+
+from skipexp.models.blocks import Basic, Bottleneck, Simple
+
+
+def test_bottleneck_parameters_match_a_hand_count():
+    block = Bottleneck(3, 2)
+    # norm1 2*3 + conv1 (3*2+2) + norm2 2*2 + conv2 (9*2*2+2) + norm3 2*2 + conv3 (2*8+8) + shortcut (3*8+8)
+    assert sum(p.numel() for p in block.parameters()) == 6 + 8 + 4 + 38 + 4 + 24 + 32
+
+
+def test_downsampling_shortcut_is_a_decimation():
+    torch.manual_seed(0)
+    block = Bottleneck(8, 2, downsample=True).eval()  # 8 -> 8 channels: identity shortcut, decimated
+    x = torch.randn(1, 8, 6, 6)
+    assert torch.equal(block.shortcut(x), x[..., ::2, ::2])
+    assert torch.allclose(block(x), block.main_path(x) + x[..., ::2, ::2])
+
+
+def test_upsampling_shortcut_is_a_nearest_repeat():
+    block = Basic(4, 4, upsample=True).eval()
+    x = torch.arange(16.0).view(1, 1, 4, 4).repeat(1, 4, 1, 1)
+    up = block.shortcut(x)
+    assert up.shape[-2:] == (8, 8)
+    assert torch.equal(up[..., ::2, ::2], x) and torch.equal(up[..., 1::2, 1::2], x)
+
+
+def test_without_short_skip_a_block_is_its_main_path():
+    torch.manual_seed(0)
+    for block in (Bottleneck(8, 2, short_skip=False), Basic(8, 8, short_skip=False), Simple(8, 8, short_skip=False)):
+        block.eval()
+        assert block.shortcut is None
+        x = torch.randn(2, 8, 8, 8)
+        assert torch.equal(block(x), block.main_path(x))
+
+
+def test_transposed_upsampling_doubles_the_size():
+    for block in (Bottleneck(8, 2, upsample=True, upsample_mode="transposed"),
+                  Basic(8, 4, upsample=True, upsample_mode="transposed"),
+                  Simple(8, 4, upsample=True, upsample_mode="transposed")):
+        assert block(torch.randn(1, 8, 5, 7)).shape[-2:] == (10, 14)
