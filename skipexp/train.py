@@ -7,6 +7,7 @@ crop, loss, num_workers, val_every) are read.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     panel = [data.val[i] for i in range(min(PANEL_IMAGES, len(data.val)))]
     writer.add_images("data/train_samples", _to_unit(_first_channel([data.train.images[i] for i in
                                                                      range(min(PANEL_IMAGES, len(data.train)))])), 0)
-    bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
     try:
         for epoch in range(1, trainer.epochs + 1):
             model.train()
@@ -92,7 +94,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 step += 1
                 writer.add_scalar("train/loss", loss.item(), step)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}",
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False,
                                 val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             scheduler.step()

@@ -1,0 +1,107 @@
+"""The CLI end to end on a tiny config: train, eval, predict, summary, as a user runs them."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.conftest import run_cli
+
+HEADER = ["model", "long_skip", "short_skip", "block", "depth_layers", "params", "device"]
+SCORES = ["val_loss", "val_dice", "val_pixel_error"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli")
+    from tests.conftest import TINY
+
+    run_cli([*TINY, "hydra.run.dir=run"], work)
+    return work, work / "run"
+
+
+def test_train_writes_the_run_folder_contract(trained):
+    _, run = trained
+    results = json.loads((run / "results.json").read_text())
+    for key in [*HEADER, "epochs_completed", "best", "final", "wall_s"]:
+        assert key in results, key
+    for part in ("best", "final"):
+        for key in SCORES:
+            assert 0.0 <= results[part][key] <= 1.5, (part, key)
+    assert results["model"] == "both" and results["long_skip"] and results["short_skip"]
+    assert results["depth_layers"] == 26 and results["epochs_completed"] == 2 and results["device"] == "cpu"
+    assert results["params"] > 0 and results["wall_s"] > 0
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    assert any((run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_eval_reports_the_checkpoints_scores(trained):
+    work, run = trained
+    from tests.conftest import TINY
+
+    run_cli([*TINY, "mode=eval", f"checkpoint={run}/checkpoints/best.pt", "hydra.run.dir=eval"], work)
+    scores = json.loads((work / "eval" / "eval.json").read_text())
+    best = json.loads((run / "results.json").read_text())["best"]
+    for key in SCORES:
+        assert scores[key] == pytest.approx(best[key], abs=1e-6), key
+
+
+def test_predict_writes_challenge_format(trained):
+    work, run = trained
+    from tests.conftest import TINY
+
+    run_cli([*TINY, "mode=predict", f"checkpoint={run}/checkpoints/last.pt", "hydra.run.dir=pred"], work)
+    maps = tifffile.imread(work / "pred" / "predictions.tif")
+    assert maps.dtype == np.float32 and maps.shape == (2, 64, 64)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+
+
+def test_summary_counts_depth_without_training(tmp_path):
+    run_cli(["mode=summary", "depth=paper", "hydra.run.dir=s"], tmp_path)
+    header = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert header["depth_layers"] == 140 and header["mode"] == "summary"
+    assert not (tmp_path / "s" / "checkpoints").exists()
+
+
+def test_training_into_a_used_folder_is_refused_and_keeps_the_earlier_run(trained):
+    work, run = trained
+    from tests.conftest import TINY
+
+    before = (run / "results.json").read_bytes()
+    proc = run_cli([*TINY, "hydra.run.dir=run"], work, check=False)
+    assert proc.returncode != 0
+    assert "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
+    assert (run / "results.json").read_bytes() == before
+
+
+def test_unreachable_depth_is_one_sentence(tmp_path):
+    proc = run_cli(["mode=summary", "depth=27"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "nearest reachable depths are 26 and 28" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_checkpoint_is_one_sentence(tmp_path):
+    proc = run_cli(["mode=eval", "checkpoint=nope.pt"], tmp_path, check=False)
+    assert proc.returncode == 2 and "nope.pt does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("variant,long_skip,short_skip", [("long_only", True, False), ("short_only", False, True),
+                                                          ("none", False, False)])
+def test_each_variant_trains(tmp_path, variant, long_skip, short_skip):
+    from tests.conftest import TINY
+
+    run_cli([*TINY, f"model={variant}", "trainer.epochs=1", "hydra.run.dir=r"], tmp_path)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert (results["model"], results["long_skip"], results["short_skip"]) == (variant, long_skip, short_skip)
+    assert results["epochs_completed"] == 1 and set(SCORES) <= set(results["final"])
+
+
+def test_same_seed_gives_the_same_metrics(tmp_path):
+    from tests.conftest import TINY
+
+    for name in ("a", "b"):
+        run_cli([*TINY, "trainer.seed=7", f"hydra.run.dir={name}"], tmp_path)
+    a, b = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("a", "b"))
+    assert a["history"] == b["history"] and a["best"] == b["best"]

@@ -1,0 +1,63 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from skipexp.cli import find_conf_dir, normalise_overrides
+from tests.conftest import CONF, compose_config, run_cli
+
+GROUPS = ["model", "depth", "dataset", "optimizer", "trainer"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("variant,long_skip,short_skip", [("both", True, True), ("long_only", True, False),
+                                                          ("short_only", False, True), ("none", False, False)])
+def test_model_variants_set_the_skip_flags(variant, long_skip, short_skip):
+    cfg = compose_config([f"model={variant}"])
+    assert (cfg.model.variant, cfg.model.long_skip, cfg.model.short_skip) == (variant, long_skip, short_skip)
+    assert cfg.model.width == 32 and cfg.model.block == "bottleneck"  # shared keys come from `both`
+
+
+def test_numeric_depth_presets_hold_their_own_number():
+    for option in options("depth"):
+        if option.isdigit():
+            assert compose_config([f"depth={option}"]).depth.layers == int(option)
+
+
+def test_numeric_depth_overrides_become_layer_counts():
+    assert normalise_overrides(["depth=102", "model=none"]) == ["depth.layers=102", "model=none"]
+    assert normalise_overrides(["depth=26,50"]) == ["depth.layers=26,50"]
+    assert normalise_overrides(["depth=paper"]) == ["depth=paper"]
+    assert compose_config(["depth=77"]).depth.layers == 77
+
+
+def test_defaults_are_the_papers_recipe_where_it_matters():
+    cfg = compose_config()
+    assert cfg.optimizer.name == "rmsprop" and cfg.optimizer.lr == 1e-3 and cfg.optimizer.weight_decay == 1e-4
+    assert cfg.trainer.loss == "dice" and cfg.model.dropout == 0.1 and cfg.model.merge == "sum"
+
+
+def test_conf_is_found_from_the_source_tree():
+    assert find_conf_dir() == Path(CONF)
+
+
+def test_help_lists_every_group_and_option(tmp_path):
+    out = run_cli(["--help"], tmp_path).stdout
+    for group in GROUPS:
+        assert re.search(rf"^{group}\s", out, re.M), group
+        for option in options(group):
+            assert re.search(rf"^\s+{re.escape(option)}\s+\S", out, re.M), f"{group}={option}"
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = run_cli(["--cfg", "job", "model=long_only", "depth=102"], tmp_path).stdout
+    assert "long_skip: true" in out and "short_skip: false" in out and "layers: 102" in out
