@@ -38,6 +38,26 @@ class SegmentationSet(Dataset):
 
 
 @dataclass
+class RawSplits:
+    """What a data-set reader returns, before standardisation and augmentation.
+
+    Images are C x H x W arrays of raw values (any numeric dtype); labels are
+    H x W uint8 with 1 = membrane, 0 = not membrane; valid masks (optional, one
+    per image or None) are H x W uint8 with 1 = scored, 0 = ignored by loss and
+    metrics. Image sizes may differ between images.
+    """
+
+    train_images: list[np.ndarray]
+    train_labels: list[np.ndarray]
+    val_images: list[np.ndarray]
+    val_labels: list[np.ndarray]
+    predict_images: list[np.ndarray]
+    predict_names: list[str]  # file stem per prediction image, for writing one map per input where sizes differ
+    train_valid: list[np.ndarray] | None = None
+    val_valid: list[np.ndarray] | None = None
+
+
+@dataclass
 class DataSplits:
     """The data a run needs: training and validation sets, and the stack ``mode=predict`` writes maps for."""
 
