@@ -13,12 +13,13 @@ import tifffile
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from skipexp.checkpoint import load_checkpoint
 from skipexp.data import build_data, dataset_channels
 from skipexp.data.common import standardise
 from skipexp.errors import UserError
-from skipexp.evaluate import evaluate, membrane_probability
+from skipexp.evaluate import Inference, evaluate, membrane_probability
 from skipexp.losses import get_loss
 from skipexp.models import build_model
 from skipexp.rundir import RESULTS, check_fresh, run_header, summary_line, write_json
@@ -58,10 +59,10 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict:
     """Score a checkpoint on the validation set of the configured dataset; write eval.json."""
     runtime = Runtime.from_config(cfg.trainer)
     model, saved = _model_from_checkpoint(cfg, runtime)
-    data = build_data(cfg.dataset, 0)
+    data = build_data(cfg.dataset)
     header = run_header("eval", saved.model, model, runtime, data.name)
     log.info(summary_line(header))
-    scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime)
+    scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime, Inference.from_config(cfg.predict))
     result = {**header, "checkpoint": str(Path(cfg.checkpoint).resolve()), **scores}
     write_json(run_dir / EVAL, result)
     log.info(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
@@ -69,15 +70,28 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def run_predict(cfg: DictConfig, run_dir: Path) -> Path:
-    """Write probability maps of the dataset's prediction images as a float32 TIFF, high = cell interior."""
+    """Write probability maps of the dataset's prediction images as float32 TIFF, high = cell interior.
+
+    Maps of one size go into one stack, ``predictions.tif`` (the ISBI 2012 submission format);
+    maps of differing sizes go into ``predictions/<name>.tif``, one per input image.
+    """
     runtime = Runtime.from_config(cfg.trainer)
     model, saved = _model_from_checkpoint(cfg, runtime)
-    data = build_data(cfg.dataset, 0)
+    inference = Inference.from_config(cfg.predict)
+    data = build_data(cfg.dataset)
     log.info(summary_line(run_header("predict", saved.model, model, runtime, data.name)))
-    maps = [1.0 - membrane_probability(model, torch.from_numpy(standardise(im)), runtime)
-            for im in data.predict_images]
-    out = run_dir / PREDICTIONS
-    tifffile.imwrite(out, np.stack(maps).astype(np.float32))
+    maps = []
+    for image in tqdm(data.predict_images, desc="predict", unit="image", disable=len(data.predict_images) < 2):
+        prob = membrane_probability(model, torch.from_numpy(standardise(image)), runtime, inference)
+        maps.append((1.0 - prob).astype(np.float32))
+    if len({m.shape for m in maps}) == 1:
+        out = run_dir / PREDICTIONS
+        tifffile.imwrite(out, np.stack(maps))
+    else:
+        out = run_dir / PREDICTIONS.removesuffix(".tif")
+        out.mkdir(exist_ok=True)
+        for name, prob_map in zip(data.predict_names, maps, strict=True):
+            tifffile.imwrite(out / f"{name}.tif", prob_map)
     log.info(f"wrote {len(maps)} probability maps (1 = cell interior) to {out}")
     return out
 

@@ -3,42 +3,113 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from skipexp.data.common import SegmentationSet
+from skipexp.errors import ConfigError
 from skipexp.metrics import dice, pixel_error
 from skipexp.runtime import Runtime
 
 
+@dataclass(frozen=True)
+class Inference:
+    """How whole images are predicted: tiles (0 = the whole image at once), their overlap, flip TTA."""
+
+    tile: int = 0
+    overlap: int = 0
+    tta: bool = False
+
+    @classmethod
+    def from_config(cls, predict: DictConfig) -> Inference:
+        """The one place the ``predict`` node is read."""
+        tile, overlap = int(predict.tile), int(predict.overlap)
+        if tile < 0 or overlap < 0 or (tile and overlap >= tile):
+            raise ConfigError(f"predict.tile={tile} and predict.overlap={overlap} need tile >= 0 (0 = whole image) "
+                              "and 0 <= overlap < tile.")
+        return cls(tile, overlap, bool(predict.tta))
+
+
+def _blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
+    """Weights that ramp up over ``overlap`` pixels at each tile edge, so neighbouring tiles blend smoothly."""
+
+    def ramp(n: int) -> torch.Tensor:
+        w = torch.ones(n)
+        if overlap:
+            edge = (torch.arange(min(overlap, n), dtype=torch.float32) + 1) / (overlap + 1)
+            w[: len(edge)] = torch.minimum(w[: len(edge)], edge)
+            w[n - len(edge):] = torch.minimum(w[n - len(edge):], edge.flip(0))
+        return w
+
+    return ramp(height)[:, None] * ramp(width)[None, :]
+
+
+def _starts(size: int, tile: int, stride: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    return sorted({*range(0, size - tile, stride), size - tile})
+
+
 @torch.no_grad()
-def membrane_probability(model: torch.nn.Module, image: torch.Tensor, runtime: Runtime) -> np.ndarray:
-    """Membrane probability (H x W, float32) of one standardised C x H x W image."""
+def _logits(model: torch.nn.Module, batch: torch.Tensor, runtime: Runtime, tta: bool) -> torch.Tensor:
+    """Membrane probability of an N x C x H x W batch, averaged over the four flips when ``tta``."""
+    flips = [[], [-1], [-2], [-2, -1]] if tta else [[]]
+    total = None
+    for dims in flips:
+        x = batch.flip(dims) if dims else batch
+        with runtime.autocast():
+            prob = torch.sigmoid(model(runtime.to_device(x)).float())
+        prob = prob.flip(dims) if dims else prob
+        total = prob if total is None else total + prob
+    return total / len(flips)
+
+
+@torch.no_grad()
+def membrane_probability(model: torch.nn.Module, image: torch.Tensor, runtime: Runtime,
+                         inference: Inference = Inference()) -> np.ndarray:
+    """Membrane probability (H x W, float32) of one standardised C x H x W image, tiled when it is large."""
     model.eval()
-    with runtime.autocast():
-        logits = model(runtime.to_device(image[None]))
-    return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+    height, width = image.shape[-2:]
+    tile = inference.tile
+    if not tile or (height <= tile and width <= tile):
+        return _logits(model, image[None], runtime, inference.tta)[0, 0].cpu().numpy()
+    stride = tile - inference.overlap
+    total = torch.zeros(height, width)
+    weight = torch.zeros(height, width)
+    for top in _starts(height, tile, stride):
+        for left in _starts(width, tile, stride):
+            window = image[:, top:top + tile, left:left + tile]
+            prob = _logits(model, window[None], runtime, inference.tta)[0, 0].cpu()
+            w = _blend_window(*prob.shape, inference.overlap)
+            total[top:top + prob.shape[0], left:left + prob.shape[1]] += w * prob
+            weight[top:top + prob.shape[0], left:left + prob.shape[1]] += w
+    return (total / weight).numpy()
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: SegmentationSet, loss_fn: Callable, runtime: Runtime
-             ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Validation loss (mean over images), Dice and pixel error (pooled over pixels, threshold 0.5).
+def evaluate(model: torch.nn.Module, dataset: SegmentationSet, loss_fn: Callable, runtime: Runtime,
+             inference: Inference = Inference()) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Validation loss (mean over images), Dice and pixel error (pooled over valid pixels, threshold 0.5).
 
     Returns the scores and the membrane probability map of every image, in order.
     """
     model.eval()
-    losses, probs, truths = [], [], []
+    losses, probs, predicted, truth = [], [], [], []
     for index in range(len(dataset)):
         sample = dataset[index]
-        with runtime.autocast():
-            logits = model(runtime.to_device(sample["image"][None]))
-        losses.append(float(loss_fn(logits, runtime.to_device(sample["label"][None]))))
-        probs.append(torch.sigmoid(logits.float())[0, 0].cpu().numpy())
-        truths.append(sample["label"][0].numpy())
-    predicted = np.concatenate([(p > 0.5).ravel() for p in probs])
-    truth = np.concatenate([t.ravel() for t in truths]) > 0.5
-    scores = {"val_loss": float(np.mean(losses)), "val_dice": dice(predicted, truth),
-              "val_pixel_error": pixel_error(predicted, truth)}
+        prob = membrane_probability(model, sample["image"], runtime, inference)
+        prob_t = torch.from_numpy(prob)[None, None]
+        # the loss of the probabilities: logit(p) fed back through the loss keeps one definition of the loss
+        logits = torch.logit(prob_t.clamp(1e-7, 1 - 1e-7))
+        losses.append(float(loss_fn(logits, sample["label"][None], sample["valid"][None])))
+        probs.append(prob)
+        valid = sample["valid"][0].numpy() > 0.5
+        predicted.append((prob > 0.5)[valid])
+        truth.append((sample["label"][0].numpy() > 0.5)[valid])
+    predicted_all, truth_all = np.concatenate(predicted), np.concatenate(truth)
+    scores = {"val_loss": float(np.mean(losses)), "val_dice": dice(predicted_all, truth_all),
+              "val_pixel_error": pixel_error(predicted_all, truth_all)}
     return scores, probs

@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from skipexp.checkpoint import save_checkpoint
 from skipexp.data import build_data
+from skipexp.data.augment import Augmenter
+from skipexp.data.common import pad_collate
 from skipexp.errors import UserError
 from skipexp.evaluate import evaluate
 from skipexp.losses import get_loss
@@ -54,7 +56,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if trainer.epochs < 1 or trainer.batch_size < 1 or trainer.val_every < 1:
         raise UserError(f"trainer.epochs={trainer.epochs}, trainer.batch_size={trainer.batch_size} and "
                         f"trainer.val_every={trainer.val_every} must each be at least 1.")
-    data = build_data(cfg.dataset, trainer.crop)
+    data = build_data(cfg.dataset, Augmenter.from_config(cfg.augment, trainer.crop))
     model = runtime.prepare(build_model(cfg.model, cfg.depth, data.in_channels))
     optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
@@ -62,7 +64,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info(summary_line(header))
 
     loader = DataLoader(data.train, batch_size=trainer.batch_size, shuffle=True, num_workers=trainer.num_workers,
-                        generator=torch.Generator().manual_seed(runtime.seed),
+                        collate_fn=pad_collate, generator=torch.Generator().manual_seed(runtime.seed),
                         pin_memory=runtime.device.type == "cuda", persistent_workers=trainer.num_workers > 0)
     checkpoints = run_dir / CHECKPOINTS
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -83,7 +85,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
                 with runtime.autocast():
                     logits = model(image)
-                loss = loss_fn(logits, label)
+                loss = loss_fn(logits, label, runtime.to_device(batch["valid"]))
                 if not torch.isfinite(loss):
                     raise UserError(f"the training loss became {loss.item()} at step {step + 1} (epoch {epoch}); "
                                     "lower optimizer.lr or use trainer.precision=fp32.")
@@ -93,9 +95,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 scaler.update()
                 step += 1
                 writer.add_scalar("train/loss", loss.item(), step)
-                bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False,
                                 val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
+                bar.update(1)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             scheduler.step()
             if epoch % trainer.val_every and epoch != trainer.epochs:

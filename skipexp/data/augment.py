@@ -1,30 +1,83 @@
-"""Training-time augmentation, applied identically to image and label.
+"""Training-time augmentation (SPEC section 3), applied identically to image, label and valid mask.
 
-Draws from torch's global generator, which the trainer seeds (and DataLoader
-seeds per worker), so the augmentation stream is reproducible.
+One random affine map per sample (rotation up to ``rotate_deg``, shear up to
+``shear_rad``, horizontal and vertical flips), optionally followed by an
+elastic warp, is sampled only over the output crop, so a 256 x 256 crop of a
+512 x 512 section costs a 256 x 256 resampling. Images are resampled
+bilinearly, labels and valid masks by nearest neighbour; the outside is
+filled by reflection. Random numbers come from torch's global generator,
+which the trainer seeds (and DataLoader seeds per worker), so the
+augmentation stream is reproducible.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
 
 
 class Augmenter:
-    """Random horizontal and vertical flips, then a random ``crop`` x ``crop`` window (0 = whole image)."""
+    """Random affine (+ elastic) warp and a random ``crop`` x ``crop`` window (crop 0 = whole image)."""
 
-    def __init__(self, crop: int = 0, flips: bool = True) -> None:
+    def __init__(self, crop: int = 0, rotate_deg: float = 0.0, shear_rad: float = 0.0, flips: bool = True,
+                 elastic: bool = False, elastic_alpha: float = 0.0, elastic_spacing: int = 32) -> None:
         self.crop = crop
+        self.rotate = math.radians(rotate_deg)
+        self.shear = shear_rad
         self.flips = flips
+        self.elastic = elastic and elastic_alpha > 0
+        self.elastic_alpha = elastic_alpha
+        self.elastic_spacing = max(4, elastic_spacing)
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.flips:
-            dims = [d for d, flip in zip((-1, -2), torch.rand(2) < 0.5, strict=True) if flip]
-            if dims:
-                image, label = image.flip(dims), label.flip(dims)
-        if self.crop:
-            height, width = image.shape[-2:]
-            top = int(torch.randint(0, height - self.crop + 1, ()))
-            left = int(torch.randint(0, width - self.crop + 1, ()))
-            window = (..., slice(top, top + self.crop), slice(left, left + self.crop))
-            image, label = image[window], label[window]
-        return image, label
+    @classmethod
+    def from_config(cls, augment: DictConfig, crop: int) -> Augmenter:
+        """The one place the ``augment`` node is read."""
+        return cls(crop=crop, rotate_deg=float(augment.rotate_deg), shear_rad=float(augment.shear_rad),
+                   flips=bool(augment.flips), elastic=bool(augment.elastic),
+                   elastic_alpha=float(augment.elastic_alpha), elastic_spacing=int(augment.elastic_spacing))
+
+    @property
+    def warps(self) -> bool:
+        return self.rotate > 0 or self.shear > 0 or self.elastic
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, valid: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        height, width = image.shape[-2:]
+        out_h, out_w = (self.crop, self.crop) if self.crop else (height, width)
+        flip_x, flip_y = (torch.rand(2) < 0.5).tolist() if self.flips else (False, False)
+        top = int(torch.randint(0, height - out_h + 1, ()))
+        left = int(torch.randint(0, width - out_w + 1, ()))
+        if not self.warps:  # flips and crop only: plain indexing, no resampling
+            window = (..., slice(top, top + out_h), slice(left, left + out_w))
+            image, label, valid = image[window], label[window], valid[window]
+            dims = [d for d, flip in ((-1, flip_x), (-2, flip_y)) if flip]
+            return (image.flip(dims), label.flip(dims), valid.flip(dims)) if dims else (image, label, valid)
+
+        angle = (2 * float(torch.rand(())) - 1) * self.rotate
+        shear = (2 * float(torch.rand(())) - 1) * self.shear
+        cos, sin = math.cos(angle), math.sin(angle)
+        # output -> input map around the image centre: flips, then shear along x, then rotation
+        matrix = torch.tensor([[cos, -sin], [sin, cos]]) @ torch.tensor([[1.0, math.tan(shear)], [0.0, 1.0]])
+        matrix = matrix @ torch.diag(torch.tensor([-1.0 if flip_x else 1.0, -1.0 if flip_y else 1.0]))
+        ys = torch.arange(top, top + out_h, dtype=torch.float32) - (height - 1) / 2
+        xs = torch.arange(left, left + out_w, dtype=torch.float32) - (width - 1) / 2
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        src_x = matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + (width - 1) / 2
+        src_y = matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + (height - 1) / 2
+        if self.elastic:
+            dx, dy = self._displacement(out_h, out_w)
+            src_x, src_y = src_x + dx, src_y + dy
+        grid = torch.stack([2 * src_x / max(width - 1, 1) - 1, 2 * src_y / max(height - 1, 1) - 1], dim=-1)[None]
+        image = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="reflection", align_corners=True)[0]
+        masks = torch.cat([label, valid])[None]
+        masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="reflection", align_corners=True)[0]
+        return image, masks[:1], masks[1:]
+
+    def _displacement(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A smooth random displacement field (pixels): coarse Gaussian noise, bicubic upsampled."""
+        coarse = torch.randn(1, 2, height // self.elastic_spacing + 2, width // self.elastic_spacing + 2)
+        field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)[0]
+        return self.elastic_alpha * field[0], self.elastic_alpha * field[1]

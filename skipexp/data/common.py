@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from skipexp.data.augment import Augmenter
@@ -18,13 +19,18 @@ def standardise(image: np.ndarray) -> np.ndarray:
 
 
 class SegmentationSet(Dataset):
-    """Pairs of (image C x H x W, membrane label 1 x H x W); augmented and cropped when ``augment`` is given."""
+    """Samples {image C x H x W, label 1 x H x W (1 = membrane), valid 1 x H x W (1 = scored)}.
 
-    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], augment: Augmenter | None = None) -> None:
-        if len(images) != len(labels):
+    Augmented and cropped when ``augment`` is given; without valid masks every pixel is scored.
+    """
+
+    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], valids: list[np.ndarray] | None = None,
+                 augment: Augmenter | None = None) -> None:
+        if len(images) != len(labels) or (valids is not None and len(valids) != len(images)):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = [torch.from_numpy(standardise(im)) for im in images]
         self.labels = [torch.from_numpy(lb.astype(np.float32)[None]) for lb in labels]
+        self.valids = None if valids is None else [torch.from_numpy(v.astype(np.float32)[None]) for v in valids]
         self.augment = augment
 
     def __len__(self) -> int:
@@ -32,9 +38,21 @@ class SegmentationSet(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, label = self.images[index], self.labels[index]
+        valid = torch.ones_like(label) if self.valids is None else self.valids[index]
         if self.augment is not None:
-            image, label = self.augment(image, label)
-        return {"image": image, "label": label}
+            image, label, valid = self.augment(image, label, valid)
+        return {"image": image, "label": label, "valid": valid}
+
+
+def pad_collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack samples into a batch, padding smaller ones at the bottom/right with valid = 0 (not scored)."""
+    height = max(s["image"].shape[-2] for s in samples)
+    width = max(s["image"].shape[-1] for s in samples)
+    batch = {}
+    for key in samples[0]:
+        batch[key] = torch.stack([F.pad(s[key], (0, width - s[key].shape[-1], 0, height - s[key].shape[-2]))
+                                  for s in samples])
+    return batch
 
 
 @dataclass
@@ -64,5 +82,6 @@ class DataSplits:
     train: SegmentationSet
     val: SegmentationSet
     predict_images: list[np.ndarray]  # raw C x H x W images, standardised at prediction time
+    predict_names: list[str]
     name: str
     in_channels: int

@@ -1,6 +1,7 @@
 import numpy as np
 
 from skipexp.data import build_data
+from skipexp.data.augment import Augmenter
 from skipexp.data.synthetic import make_stack
 from tests.conftest import compose_config
 
@@ -25,7 +26,7 @@ def test_sections_look_like_em():
 
 def test_build_data_standardises_and_sizes():
     cfg = compose_config(["dataset.size=48", "dataset.n_train=3", "dataset.n_val=2"])
-    data = build_data(cfg.dataset, crop=32)
+    data = build_data(cfg.dataset, Augmenter(crop=32))
     assert len(data.train) == 3 and len(data.val) == 2 and data.in_channels == 1
     sample = data.train[0]
     assert sample["image"].shape == (1, 32, 32) and sample["label"].shape == (1, 32, 32)
