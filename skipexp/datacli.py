@@ -1,11 +1,15 @@
 """``skipexp-data``: put data sets on disk.
 
     skipexp-data synthetic DEST [--count N] [--size S] [--seed K]
+    skipexp-data isbi2012 DEST [--url-base URL ...] [--urls-file FILE] [--timeout S]
 
-writes synthetic sections as TIFF stacks in the ISBI 2012 convention
-(``synthetic-volume.tif`` uint8, ``synthetic-labels.tif`` with 255 = cell,
-0 = membrane) and a PNG preview of the first section beside its label.
-Defaults come from conf/dataset/synthetic.yaml.
+``synthetic`` writes synthetic sections as TIFF stacks in the ISBI 2012
+convention (``synthetic-volume.tif`` uint8, ``synthetic-labels.tif`` with
+255 = cell, 0 = membrane) and a PNG preview of the first section beside its
+label; defaults come from conf/dataset/synthetic.yaml. ``isbi2012`` fetches
+train-volume.tif, train-labels.tif and test-volume.tif into DEST, trying the
+URL bases in order (those given first, then ``sources`` in
+conf/dataset/isbi2012.yaml) and keeping a file only if its sha256 matches.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from skipexp.cli import find_conf_dir
+from skipexp.data.download import fetch_files, isbi2012_defaults, read_urls_file
 from skipexp.data.synthetic import make_stack
 
 
@@ -49,9 +54,22 @@ def main(argv: list[str] | None = None) -> None:
     syn.add_argument("--seed", type=int, default=defaults.seed, help="data seed (default %(default)s)")
     syn.add_argument("--cell-size", type=float, default=defaults.cell_size,
                      help="mean cell diameter in pixels (default %(default)s)")
+    isbi = sub.add_parser("isbi2012", help="fetch the ISBI 2012 stacks, each checked against its sha256")
+    isbi.add_argument("dest", type=Path, help="folder to write into (created if missing), e.g. data/isbi2012")
+    isbi.add_argument("--url-base", action="append", default=[], metavar="URL",
+                      help="a URL (or local folder) serving the three files; repeat to give fallbacks, tried in order")
+    isbi.add_argument("--urls-file", type=Path, metavar="FILE", help="more URL bases, one a line (# comments)")
+    isbi.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                      help="seconds to wait for a server (default %(default)s)")
     args = parser.parse_args(argv)
     try:
-        paths = export_synthetic(args.dest, args.count, args.size, args.seed, args.cell_size)
+        if args.command == "isbi2012":
+            sources, sha256 = isbi2012_defaults(find_conf_dir())
+            extra = read_urls_file(args.urls_file) if args.urls_file else []
+            bases = list(dict.fromkeys([*args.url_base, *extra, *sources]))
+            paths = fetch_files(args.dest, bases, sha256, timeout=args.timeout)
+        else:
+            paths = export_synthetic(args.dest, args.count, args.size, args.seed, args.cell_size)
     except (ValueError, OSError) as err:
         print(f"skipexp-data: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,7 @@
 """The training loop, top to bottom: steps, validation, checkpoints, results.json.
 
 ``train`` is the one place the loop's ``trainer`` keys (epochs, batch_size,
-crop, loss, num_workers, val_every) are read.
+samples_per_epoch, crop, loss, num_workers, val_every, patience) are read.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -42,8 +41,9 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images - low.view(-1, 1, 1, 1)) / (high - low).clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
-def _first_channel(sample_images: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([im[:1] for im in sample_images])
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack C x H x W images of possibly different sizes into one padded N x C x H x W panel."""
+    return pad_collate([{"image": im} for im in images])["image"]
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -63,8 +63,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     header = run_header("train", cfg.model, model, runtime, data.name)
     log.info(summary_line(header))
 
-    loader = DataLoader(data.train, batch_size=trainer.batch_size, shuffle=True, num_workers=trainer.num_workers,
-                        collate_fn=pad_collate, generator=torch.Generator().manual_seed(runtime.seed),
+    # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
+    sampler = RandomSampler(data.train, num_samples=trainer.samples_per_epoch or len(data.train),
+                            generator=torch.Generator().manual_seed(runtime.seed))
+    loader = DataLoader(data.train, batch_size=trainer.batch_size, sampler=sampler, num_workers=trainer.num_workers,
+                        collate_fn=pad_collate,
                         pin_memory=runtime.device.type == "cuda", persistent_workers=trainer.num_workers > 0)
     checkpoints = run_dir / CHECKPOINTS
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -74,8 +77,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     writer = SummaryWriter(str(run_dir / TENSORBOARD))
     panel = [data.val[i] for i in range(min(PANEL_IMAGES, len(data.val)))]
-    writer.add_images("data/train_samples", _to_unit(_first_channel([data.train.images[i] for i in
-                                                                     range(min(PANEL_IMAGES, len(data.train)))])), 0)
+    writer.add_images("data/train_samples", _to_unit(_stack(data.train.images[:PANEL_IMAGES])), 0)
     bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
     try:
@@ -107,9 +109,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             history.append(record)
             for key, value in scores.items():
                 writer.add_scalar(f"val/{key.removeprefix('val_')}", value, step)
-            writer.add_images("val/input", _to_unit(_first_channel([s["image"] for s in panel])), step)
-            writer.add_images("val/label", torch.stack([s["label"] for s in panel]), step)
-            writer.add_images("val/prediction", torch.from_numpy(np.stack(probs[:len(panel)]))[:, None], step)
+            writer.add_images("val/input", _to_unit(_stack([s["image"] for s in panel])), step)
+            writer.add_images("val/label", _stack([s["label"] for s in panel]), step)
+            writer.add_images("val/prediction", _stack([torch.from_numpy(p)[None] for p in probs[:len(panel)]]), step)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "step": step, "config": config, "header": header, "history": history}
@@ -121,8 +123,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                        "best": best, "final": record, "wall_s": round(time.perf_counter() - started, 3),
                        "history": history}
             write_json(run_dir / RESULTS, results)
-            log.info(f"epoch {epoch}/{trainer.epochs}: val_loss {scores['val_loss']:.4f}, "
-                     f"val_dice {scores['val_dice']:.4f}, val_pixel_error {scores['val_pixel_error']:.4f}")
+            log.info(f"epoch {epoch}/{trainer.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            if trainer.patience and epoch - best["epoch"] >= trainer.patience:
+                log.info(f"early stop: no better val_dice for {trainer.patience} epochs "
+                         f"(best at epoch {best['epoch']})")
+                break
     finally:
         bar.close()
         writer.close()

@@ -105,3 +105,38 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
         run_cli([*TINY, "trainer.seed=7", f"hydra.run.dir={name}"], tmp_path)
     a, b = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("a", "b"))
     assert a["history"] == b["history"] and a["best"] == b["best"]
+
+
+def _rgb_folder(root, sizes):
+    """RGB PNG images of odd, differing sizes with GIF masks named by number plus a suffix, and valid masks."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks", "valid"):
+        (root / sub).mkdir(parents=True)
+    for i, (h, w) in enumerate(sizes, start=21):
+        mask = np.zeros((h, w), np.uint8)
+        mask[:, w // 3: w // 3 + 3] = 255
+        mask[h // 2: h // 2 + 2, :] = 255
+        image = rng.integers(100, 200, (h, w, 3), dtype=np.uint8)
+        image[mask == 255] = 30
+        Image.fromarray(image).save(root / "images" / f"{i}_training.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i}_manual1.gif")
+        valid = np.full((h, w), 255, np.uint8)
+        valid[:3] = 0
+        Image.fromarray(valid).save(root / "valid" / f"{i}_mask.gif")
+
+
+def test_folder_of_rgb_images_of_odd_sizes_trains_and_predicts(tmp_path):
+    _rgb_folder(tmp_path / "data", [(37, 45), (50, 41), (45, 37), (41, 50)])
+    data = ["dataset=folder", "dataset.images=data/images", "dataset.masks=data/masks", "dataset.valid=data/valid",
+            "dataset.in_channels=3", "dataset.pair_by=number", "dataset.val_count=1"]
+    run_cli([*data, "model.width=4", "trainer.epochs=2", "trainer.batch_size=3", "hydra.run.dir=r"], tmp_path)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["dataset"] == "folder" and results["epochs_completed"] == 2
+    assert 0.0 <= results["final"]["val_dice"] <= 1.0
+    run_cli([*data, "dataset.predict_images=data/images", "mode=predict", "checkpoint=r/checkpoints/last.pt",
+             "hydra.run.dir=p"], tmp_path)
+    written = sorted(p.name for p in (tmp_path / "p" / "predictions").iterdir())
+    assert written == ["21_training.tif", "22_training.tif", "23_training.tif", "24_training.tif"]
+    assert tifffile.imread(tmp_path / "p" / "predictions" / "22_training.tif").shape == (50, 41)

@@ -6,7 +6,7 @@ import pytest
 from skipexp.cli import find_conf_dir, normalise_overrides
 from tests.conftest import CONF, compose_config, run_cli
 
-GROUPS = ["model", "depth", "dataset", "optimizer", "trainer"]
+GROUPS = ["model", "depth", "dataset", "optimizer", "trainer", "experiment"]
 
 
 def options(group: str) -> list[str]:
@@ -16,7 +16,10 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(group, option):
     cfg = compose_config([f"{group}={option}"])
-    assert cfg[group] is not None
+    if group == "experiment":  # presets are global: they set other groups' keys
+        assert cfg.dataset.name == "isbi2012" and cfg.trainer.epochs > 1
+    else:
+        assert cfg[group] is not None
 
 
 @pytest.mark.parametrize("variant,long_skip,short_skip", [("both", True, True), ("long_only", True, False),
@@ -61,3 +64,11 @@ def test_help_lists_every_group_and_option(tmp_path):
 def test_cfg_job_prints_the_composed_config(tmp_path):
     out = run_cli(["--cfg", "job", "model=long_only", "depth=102"], tmp_path).stdout
     assert "long_skip: true" in out and "short_skip: false" in out and "layers: 102" in out
+
+
+def test_experiment_presets_pin_their_study():
+    cpu = compose_config(["experiment=isbi_cpu"])
+    assert (cpu.depth.layers, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == (44, 16, 256, "bf16")
+    paper = compose_config(["experiment=paper"])
+    assert (paper.depth.layers, paper.model.width, paper.trainer.epochs, paper.trainer.patience) == (140, 32, 500, 200)
+    assert paper.optimizer.name == "rmsprop" and paper.optimizer.step_epochs == 200 and paper.trainer.crop == 0

@@ -1,19 +1,20 @@
-"""Data sets by name: ``build_data`` is the one place the ``dataset`` node is read."""
+"""Data sets by name: ``read_splits`` and ``dataset_channels`` are the one place the ``dataset`` node is read."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import DataSplits, RawSplits, SegmentationSet
+from skipexp.data.folder import load_folder
+from skipexp.data.io import DataError
+from skipexp.data.isbi2012 import load_isbi2012
 from skipexp.data.synthetic import make_stack
-from skipexp.errors import UserError
 
+__all__ = ["DataError", "build_data", "dataset_channels", "read_splits"]
 DATASETS = ("synthetic", "isbi2012", "folder")
-
-
-class DataError(UserError):
-    """Data that cannot be used as it is; the message names the value and the fix."""
 
 
 def _synthetic(dataset: DictConfig) -> RawSplits:
@@ -27,6 +28,14 @@ def read_splits(dataset: DictConfig) -> RawSplits:
     """Read (or generate) the raw images and labels of the configured data set."""
     if dataset.name == "synthetic":
         return _synthetic(dataset)
+    if dataset.name == "isbi2012":
+        return load_isbi2012(Path(dataset.root), int(dataset.val_slices))
+    if dataset.name == "folder":
+        return load_folder(images=dataset.images, masks=dataset.masks, valid=dataset.valid,
+                           val_images=dataset.val_images, val_masks=dataset.val_masks, val_valid=dataset.val_valid,
+                           predict_images=dataset.predict_images, pair_by=dataset.pair_by,
+                           in_channels=int(dataset.in_channels), foreground=dataset.foreground,
+                           val_count=dataset.val_count)
     raise DataError(f"dataset={dataset.name!r} is not one of {', '.join(DATASETS)}.")
 
 

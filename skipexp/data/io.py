@@ -37,7 +37,7 @@ def natural_key(name: str) -> tuple:
 
 
 def is_image_file(path: Path) -> bool:
-    """Whether ``path`` has one of the image suffixes (case-insensitive) and is not a hidden file such as ``._x.tif``."""
+    """Whether ``path`` has one of the image suffixes (case-insensitive) and is not hidden (like ``._x.tif``)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
@@ -117,7 +117,7 @@ def _read_pillow(path: Path) -> list[np.ndarray]:
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
-    """Every image in a file, in order: the pages of a TIFF stack, the frames of a GIF, or the one image of a PNG/JPEG."""
+    """Every image in a file, in order: the pages of a TIFF stack, a GIF's frames, or a PNG/JPEG's one image."""
     if path.suffix.lower() not in TIFF_SUFFIXES:
         return _read_pillow(path)
     try:
@@ -132,7 +132,7 @@ def read_frames(path: Path) -> list[np.ndarray]:
 
 
 def _split_colour(frame: np.ndarray, path: object) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(grayscale H x W, None) or (None, RGB H x W x 3) for a frame; alpha is dropped; RGB with equal channels is gray."""
+    """(grayscale H x W, None) or (None, RGB H x W x 3) of a frame; alpha dropped; equal RGB is gray."""
     if frame.ndim == 2:
         return frame, None
     if frame.ndim == 3 and frame.shape[2] in (1, 2):

@@ -29,7 +29,7 @@ def _read_stack(path: Path, root: Path) -> np.ndarray:
                         f"or point dataset.root=PATH at a folder holding {', '.join(FILES)}.")
     stack, _ = read_tiff(path)
     if stack.size == 0:
-        raise DataError(f"{path} holds no slices (shape {tuple(stack.shape)}); replace it with the challenge's "
+        raise DataError(f"{path} holds no slices; replace it with the challenge's "
                         f"{path.name} (`skipexp-data isbi2012 {root}`).")
     if stack.ndim != 3:
         raise DataError(f"{path} has shape {tuple(stack.shape)} but ISBI 2012 stacks must be Z x H x W (grayscale "
