@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from skipexp.data.common import SegmentationSet
 from skipexp.errors import ConfigError
-from skipexp.metrics import dice, pixel_error
+from skipexp.metrics import challenge_scores, dice, pixel_error
 from skipexp.runtime import Runtime
 
 
@@ -89,15 +89,35 @@ def membrane_probability(model: torch.nn.Module, image: torch.Tensor, runtime: R
     return (total / weight).numpy()
 
 
+def vrand_vinfo(membrane_probs: list[np.ndarray], membranes: list[np.ndarray], valids: list[np.ndarray]
+                ) -> tuple[float, float]:
+    """The challenge's V_rand and V_info of membrane probability maps against binary membrane labels.
+
+    Maps are scored in the challenge's convention (1 - membrane probability, high = cell); pixels outside
+    the valid region are treated as ground-truth membrane, which the metrics leave out. Slices of
+    differing sizes are scored one by one and their F-scores averaged per threshold, as for a stack.
+    """
+    proposals = [1.0 - p for p in membrane_probs]
+    truths = [np.where((m > 0.5) | (v < 0.5), 0, 255).astype(np.uint8) for m, v in zip(membranes, valids, strict=True)]
+    if len({p.shape for p in proposals}) == 1:
+        scores = challenge_scores(np.stack(proposals), np.stack(truths))
+        return scores.v_rand, scores.v_info
+    per_slice = [challenge_scores(p, t) for p, t in zip(proposals, truths, strict=True)]
+    rand = np.mean([s.v_rand_per_threshold for s in per_slice], axis=0)
+    info = np.mean([s.v_info_per_threshold for s in per_slice], axis=0)
+    return max(0.0, float(np.nanmax(rand))), max(0.0, float(np.nanmax(info)))
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: SegmentationSet, loss_fn: Callable, runtime: Runtime,
              inference: Inference = Inference()) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Validation loss (mean over images), Dice and pixel error (pooled over valid pixels, threshold 0.5).
+    """Validation loss (mean over images), Dice and pixel error (pooled over valid pixels, threshold 0.5),
+    and the challenge's V_rand and V_info (threshold sweep, see skipexp.metrics).
 
     Returns the scores and the membrane probability map of every image, in order.
     """
     model.eval()
-    losses, probs, predicted, truth = [], [], [], []
+    losses, probs, predicted, truth, labels, valids = [], [], [], [], [], []
     for index in range(len(dataset)):
         sample = dataset[index]
         prob = membrane_probability(model, sample["image"], runtime, inference)
@@ -106,10 +126,13 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationSet, loss_fn: Callable
         logits = torch.logit(prob_t.clamp(1e-7, 1 - 1e-7))
         losses.append(float(loss_fn(logits, sample["label"][None], sample["valid"][None])))
         probs.append(prob)
-        valid = sample["valid"][0].numpy() > 0.5
-        predicted.append((prob > 0.5)[valid])
-        truth.append((sample["label"][0].numpy() > 0.5)[valid])
+        label, valid = sample["label"][0].numpy(), sample["valid"][0].numpy()
+        labels.append(label)
+        valids.append(valid)
+        predicted.append((prob > 0.5)[valid > 0.5])
+        truth.append((label > 0.5)[valid > 0.5])
     predicted_all, truth_all = np.concatenate(predicted), np.concatenate(truth)
+    v_rand, v_info = vrand_vinfo(probs, labels, valids)
     scores = {"val_loss": float(np.mean(losses)), "val_dice": dice(predicted_all, truth_all),
-              "val_pixel_error": pixel_error(predicted_all, truth_all)}
+              "val_pixel_error": pixel_error(predicted_all, truth_all), "val_vrand": v_rand, "val_vinfo": v_info}
     return scores, probs

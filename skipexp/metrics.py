@@ -10,6 +10,7 @@ instead (high = cell interior, as in the label images and the submission format)
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -40,15 +41,6 @@ def pixel_error(membrane_pred: np.ndarray, membrane_truth: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------
 # ISBI 2012 challenge scores: V_rand and V_info after border thinning, as Fiji computes them
 # --------------------------------------------------------------------------------------------------
-
-_SOURCE = """
-    Source: Fiji's Trainable_Segmentation (trainableSegmentation.metrics), the code that scores the
-    challenge: ``RandError.getMaximalVRandAfterThinning(0, max, 0.1, true)`` and
-    ``VariationOfInformation.getMaximalVInfoAfterThinning(0, max, 0.1)`` with max = 1 for probability
-    maps (0 for binary ones), thinning by ``trainableSegmentation.utils.WatershedTransform2D``.
-    Arganda-Carreras et al. (2015), "Crowdsourcing the creation of image segmentation algorithms for
-    connectomics", Front. Neuroanat. 9:142.
-"""
 
 
 class ThresholdSweep(NamedTuple):
@@ -95,42 +87,47 @@ def v_rand(
 ) -> float | ThresholdSweep:
     """Foreground-restricted Rand score after border thinning (V_rand), the ISBI 2012 challenge's main score.
 
-    ``proposal`` is a probability or binary map, (H, W) or (Z, H, W), high = cell interior (the
-    challenge's submission convention; invert a membrane probability first). ``truth`` has the same
-    shape, 0 = membrane, 1 or 255 (anything >= 1) = cell. Both are read as 32-bit floats, as ImageJ
-    reads the challenge's TIFFs; values are compared raw, so an 8-bit map is not divided by 255.
+    Inputs: ``proposal`` is a probability or binary map, (H, W) or (Z, H, W), high = cell interior (the
+    challenge's submission convention: invert a membrane probability first). ``truth`` has the same
+    shape, 0 = membrane, 1 or 255 (any value >= 1) = cell. Both are read as 32-bit floats, as ImageJ
+    holds the challenge's TIFFs, and compared raw: an 8-bit map is not divided by 255.
 
-    For each threshold t and each slice (2D, slices are independent):
+    Definition, for each threshold t and each slice (slices are independent 2D images):
 
-    1. binarize: a pixel is cell iff its value > t (strictly, compared in double precision), the
-       proposal and the truth alike;
+    1. binarize: a pixel is cell iff its value > t (strictly, float32 value against the double t); the
+       truth is binarized the same way (so 0 is membrane and any value >= 1 is cell at every t);
     2. ground-truth segments: the 4-connected components of its cell pixels; its membrane pixels are
-       left out of everything, n = number of ground-truth cell pixels;
+       left out of everything; n = number of ground-truth cell pixels;
     3. proposal segments: the 4-connected cell components, grown over the membrane by Fiji's flooding
-       watershed (4-connectivity, its exact visiting order), so that a one-pixel boundary line remains
-       only where two segments meet; a slice that is all cell or all membrane is a single segment;
-    4. with p_ij the fraction of the n pixels in ground-truth segment i and proposal segment j >= 1,
-       s_i = sum_j p_ij (boundary-line pixels included), t_j = sum_i p_ij, and the boundary-line pixels
-       inside ground-truth cells counted as singletons (aux = their fraction of n):
-       sumAB2 = sum_ij p_ij^2 + aux/n, precision = sumAB2 / (sum_j t_j^2 + aux/n),
-       recall = sumAB2 / sum_i s_i^2 (Fiji takes 1 when the matching pair count is exactly 0),
-       F = 2 precision recall / (precision + recall), or 0 when precision + recall is not > 0;
-       a slice without ground-truth cells scores 0;
-    5. the F-scores are averaged over the slices.
+       watershed (4-connectivity, Fiji's visiting order), so that a one-pixel boundary line remains only
+       where two segments meet (isolated membrane blobs, dead ends and membrane along the image edge
+       vanish); a slice that is all cell or all membrane is a single segment;
+    4. contingency table over the ground-truth cell pixels: p_ij = fraction of the n pixels in ground-truth
+       segment i and proposal segment j, s_i = sum_j p_ij (boundary-line pixels included), t_j = sum_i p_ij;
+       each boundary-line pixel inside a ground-truth cell is a singleton segment (aux = their fraction of
+       n). sumAB2 = sum_ij p_ij^2 + aux/n, sumB2 = sum_j t_j^2 + aux/n, sumA2 = sum_i s_i^2;
+       precision = sumAB2 / sumB2, recall = sumAB2 / sumA2 (Fiji forms them from the pair counts
+       tp = n^2 sumAB2, fp = n^2 sumB2 - tp, fn = n^2 sumA2 - tp, taking 1 where fp or fn is exactly 0);
+       F = 2 precision recall / (precision + recall), 0 unless precision + recall > 0. A slice without
+       ground-truth cells scores 0;
+    5. the slices' F-scores are averaged.
 
-    The score is the largest per-threshold average, starting from 0 (NaN thresholds are skipped).
+    The score is the largest of these per-threshold averages, starting from 0 (NaN would be skipped).
 
-    ``thresholds``: the values of t; default :func:`fiji_thresholds` ``()`` (11 values from 0 to
-    0.9999999999999999); pass ``[0.0]`` (``fiji_thresholds(0.0)``) for a binary proposal as the
-    challenge does. Returns the score as a float, or with ``per_threshold=True`` a
-    :class:`ThresholdSweep` ``(score, thresholds, scores)`` whose ``scores[k]`` is the slice-averaged
-    F-score at ``thresholds[k]``.
+    ``thresholds``: the values of t, used as given; default :func:`fiji_thresholds` ``()``, the challenge's
+    11 values from 0 to 0.9999999999999999. Pass ``[0.0]`` (= ``fiji_thresholds(0.0)``) for a binary
+    proposal, as the challenge does. Returns the score as a float or, with ``per_threshold=True``, a
+    :class:`ThresholdSweep` ``(score, thresholds, scores)`` with ``scores[k]`` the slice-averaged F-score
+    at ``thresholds[k]``.
+
+    Computes exactly what Fiji's Trainable_Segmentation computes for the challenge (agreement to about
+    1e-15): ``trainableSegmentation.metrics.RandError.getMaximalVRandAfterThinning(0, max, 0.1, true)``,
+    max = 1 for probability maps (0 for binary maps), thinning by ``utils.WatershedTransform2D``.
+    Arganda-Carreras et al. (2015), "Crowdsourcing the creation of image segmentation algorithms for
+    connectomics", Front. Neuroanat. 9:142. :func:`challenge_scores` gives V_rand and V_info together.
     """
     thr, rand, _ = _cached_sweep(proposal, truth, thresholds)
     return _finish(thr, rand, per_threshold)
-
-
-v_rand.__doc__ += _SOURCE  # type: ignore[operator]
 
 
 def v_info(
@@ -142,23 +139,24 @@ def v_info(
 ) -> float | ThresholdSweep:
     """Foreground-restricted information-theoretic score after border thinning (V_info), ISBI 2012.
 
-    Same inputs, binarization, segments, thinning, slice averaging and threshold sweep as :func:`v_rand`
-    (see there). Per slice, with p_ij, s_i, t_j, aux and n as defined there and natural logarithms:
-    H(truth) = -sum_i s_i ln s_i, H(proposal) = -sum_j t_j ln t_j + aux ln n (each boundary-line pixel
-    inside a ground-truth cell is its own segment), H(truth, proposal) = -sum_ij p_ij ln p_ij + aux ln n,
-    I = H(truth) + H(proposal) - H(truth, proposal); precision = I / H(truth), recall = I / H(proposal)
-    (Fiji's "H(A) - H(A|B)" and "H(B) - H(B|A)"), with precision 0 and recall 1 when H(truth) == 0, and
-    precision 1 and recall 0 when H(proposal) == 0; F = 2 precision recall / (precision + recall), NaN
-    when precision + recall == 0 (that threshold is then NaN and skipped); a slice without
-    ground-truth cells scores 0.
+    Inputs, binarization, segments, thinning, contingency table (p_ij, s_i, t_j, aux, n), slice averaging,
+    threshold sweep and return value as for :func:`v_rand`. Per slice, in natural logarithms:
+    H(truth) = -sum_i s_i ln s_i; H(proposal) = -sum_j t_j ln t_j + aux ln n (each boundary-line pixel
+    inside a ground-truth cell is its own segment of probability 1/n); H(truth, proposal) =
+    -sum_ij p_ij ln p_ij + aux ln n; mutual information I = H(truth) + H(proposal) - H(truth, proposal);
+    precision = I / H(truth), recall = I / H(proposal), except precision 0 and recall 1 when H(truth) == 0,
+    and precision 1 and recall 0 when H(proposal) == 0 (so a slice with a single ground-truth cell, or a
+    proposal that is one segment, scores 0); F = 2 precision recall / (precision + recall) (NaN when
+    precision + recall == 0). A slice without ground-truth cells scores 0.
 
-    Returns the score as a float, or with ``per_threshold=True`` a :class:`ThresholdSweep`.
+    Computes exactly what Fiji's Trainable_Segmentation computes for the challenge (agreement to about
+    1e-15): ``trainableSegmentation.metrics.VariationOfInformation.getMaximalVInfoAfterThinning(0, max,
+    0.1)``, max = 1 for probability maps (0 for binary maps). Arganda-Carreras et al. (2015),
+    "Crowdsourcing the creation of image segmentation algorithms for connectomics", Front. Neuroanat.
+    9:142. :func:`challenge_scores` gives V_rand and V_info together.
     """
     thr, _, info = _cached_sweep(proposal, truth, thresholds)
     return _finish(thr, info, per_threshold)
-
-
-v_info.__doc__ += _SOURCE  # type: ignore[operator]
 
 
 def challenge_scores(
@@ -167,10 +165,11 @@ def challenge_scores(
     *,
     thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> ChallengeScores:
-    """V_rand and V_info together from one thinning pass per slice and threshold (see :func:`v_rand`).
+    """V_rand and V_info (see :func:`v_rand`, :func:`v_info`) from one thinning pass per slice and threshold.
 
-    Equal to ``v_rand(...)`` and ``v_info(...)``; those two also share this work through a small cache
-    keyed by the arrays' contents, so calling both on the same arrays costs one pass as well.
+    Returns ``(v_rand, v_info, thresholds, v_rand_per_threshold, v_info_per_threshold)``. ``v_rand`` and
+    ``v_info`` called one after the other on the same arrays share this work too, through a small cache
+    keyed by the arrays' contents.
     """
     thr, rand, info = _cached_sweep(proposal, truth, thresholds)
     r = _finish(thr, rand, True)
@@ -201,6 +200,7 @@ def _ordered_sum(values: np.ndarray) -> float:
 
 _CACHE: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 _CACHE_SIZE = 2
+_CACHE_LOCK = threading.Lock()
 
 
 def _as_stack(a: np.ndarray, name: str) -> np.ndarray:
@@ -236,12 +236,14 @@ def _cached_sweep(
     for part in (np.array(prop.shape, np.int64), thr, prop, gt):
         digest.update(memoryview(part).cast("B"))
     key = digest.digest()
-    hit = _CACHE.get(key)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
     if hit is None:
         hit = _sweep(prop, gt, thr)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = hit
+        with _CACHE_LOCK:
+            while len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = hit
     thr_c, rand, info = hit
     return thr_c.copy(), rand.copy(), info.copy()
 

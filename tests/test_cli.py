@@ -9,7 +9,7 @@ import tifffile
 from tests.conftest import run_cli
 
 HEADER = ["model", "long_skip", "short_skip", "block", "depth_layers", "params", "device"]
-SCORES = ["val_loss", "val_dice", "val_pixel_error"]
+SCORES = ["val_loss", "val_dice", "val_pixel_error", "val_vrand", "val_vinfo"]
 
 
 @pytest.fixture(scope="module")

@@ -51,3 +51,32 @@ def test_tiles_cover_the_image():
 def test_bad_tiling_is_refused():
     with pytest.raises(ConfigError, match="overlap"):
         Inference.from_config(compose_config(["predict.tile=32", "predict.overlap=32"]).predict)
+
+
+def test_vrand_vinfo_of_perfect_maps_of_differing_sizes_is_one():
+    from skipexp.evaluate import vrand_vinfo
+
+    membranes, probs = [], []
+    for h, w in [(40, 52), (47, 33)]:
+        membrane = np.zeros((h, w), np.uint8)
+        membrane[:, w // 2] = 1
+        membrane[h // 3, :] = 1
+        membranes.append(membrane)
+        probs.append(membrane.astype(np.float32))
+    rand, info = vrand_vinfo(probs, membranes, [np.ones_like(m) for m in membranes])
+    assert rand == pytest.approx(1.0) and info == pytest.approx(1.0)
+
+
+def test_vrand_vinfo_list_path_matches_the_stack_path():
+    from skipexp.evaluate import vrand_vinfo
+    from skipexp.metrics import challenge_scores
+
+    rng = np.random.default_rng(0)
+    membranes = [(rng.random((30, 30)) < 0.3).astype(np.uint8) for _ in range(2)]
+    probs = [np.clip(m + rng.normal(0, 0.3, m.shape), 0, 1).astype(np.float32) for m in membranes]
+    ones = [np.ones_like(m) for m in membranes]
+    stack = challenge_scores(1 - np.stack(probs), np.where(np.stack(membranes) > 0, 0, 255))
+    assert vrand_vinfo(probs, membranes, ones) == pytest.approx((stack.v_rand, stack.v_info), abs=1e-12)
+    # valid = 0 turns pixels into ground-truth membrane, which the scores leave out
+    masked = vrand_vinfo(probs, membranes, [np.pad(np.ones((30, 20)), ((0, 0), (0, 10))) for _ in membranes])
+    assert masked != pytest.approx((stack.v_rand, stack.v_info))
