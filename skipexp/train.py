@@ -24,6 +24,7 @@ from skipexp.data.augment import Augmenter
 from skipexp.data.common import pad_collate
 from skipexp.errors import UserError
 from skipexp.evaluate import evaluate
+from skipexp.gradflow import GradFlow
 from skipexp.losses import get_loss
 from skipexp.models import build_model
 from skipexp.optim import build_optimizer
@@ -76,6 +77,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     step = 0
     results: dict[str, Any] = {}
     writer = SummaryWriter(str(run_dir / TENSORBOARD))
+    gradflow = GradFlow.from_config(cfg.gradflow, model)
+    writer.add_custom_scalars(gradflow.custom_scalars_layout())
     panel = [data.val[i] for i in range(min(PANEL_IMAGES, len(data.val)))]
     writer.add_images("data/train_samples", _to_unit(_stack(data.train.images[:PANEL_IMAGES])), 0)
     bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True,
@@ -83,6 +86,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     try:
         for epoch in range(1, trainer.epochs + 1):
             model.train()
+            gradflow.start_epoch()
             for batch in loader:
                 image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
                 with runtime.autocast():
@@ -93,15 +97,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                     "lower optimizer.lr or use trainer.precision=fp32.")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                step += 1
+                if gradflow.due(step):
+                    scaler.unscale_(optimizer)  # true gradients, not fp16-scaled ones (a no-op otherwise)
+                    gradflow.log_step(writer, step, gradflow.record_gradients(step))
                 scaler.step(optimizer)
                 scaler.update()
-                step += 1
                 writer.add_scalar("train/loss", loss.item(), step)
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False,
                                 val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
                 bar.update(1)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             scheduler.step()
+            gradflow.end_epoch(epoch)
+            gradflow.log_epoch(writer, step)
             if epoch % trainer.val_every and epoch != trainer.epochs:
                 continue
             scores, probs = evaluate(model, data.val, loss_fn, runtime)
@@ -115,12 +124,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "step": step, "config": config, "header": header, "history": history}
+            if gradflow.enabled:
+                gradflow.save(run_dir)
+                gradflow.log_heatmaps(writer, step)
             save_checkpoint(state, checkpoints / "last.pt")
             if best is None or scores["val_dice"] > best["val_dice"]:
                 best = record
                 save_checkpoint(state, checkpoints / "best.pt")
             results = {**header, "epochs_completed": epoch, "steps_completed": step,
                        "best": best, "final": record, "wall_s": round(time.perf_counter() - started, 3),
+                       "gradflow": {"first_last_ratio": gradflow.first_last_ratio(),
+                                    "stage_median_grad_norm": gradflow.stage_medians()},
                        "history": history}
             write_json(run_dir / RESULTS, results)
             log.info(f"epoch {epoch}/{trainer.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))

@@ -20,7 +20,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Small enough that a full train -> eval -> predict round trip takes seconds.
 TINY = ["model.width=4", "dataset.size=64", "dataset.n_train=4", "dataset.n_val=2", "trainer.epochs=2",
-        "trainer.batch_size=2"]
+        "trainer.batch_size=2", "gradflow.every=1"]
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

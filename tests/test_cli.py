@@ -140,3 +140,41 @@ def test_folder_of_rgb_images_of_odd_sizes_trains_and_predicts(tmp_path):
     written = sorted(p.name for p in (tmp_path / "p" / "predictions").iterdir())
     assert written == ["21_training.tif", "22_training.tif", "23_training.tif", "24_training.tif"]
     assert tifffile.imread(tmp_path / "p" / "predictions" / "22_training.tif").shape == (50, 41)
+
+
+def test_gradient_flow_reaches_disk_and_tensorboard(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run = trained
+    arrays = np.load(run / "gradflow.npz")
+    assert arrays["grad_norm"].shape == (4, 26) and list(arrays["steps"]) == [1, 2, 3, 4]  # every step, 26 layers
+    assert arrays["update_mean"].shape == (2, 26) and np.all(arrays["grad_norm"] > 0)
+    assert (run / "gradflow_grad_norm.png").is_file() and (run / "gradflow_update.png").is_file()
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
+    tags = events.Tags()
+    assert {"grad_norm/down1/conv1", "grad_norm/down4/b1.conv2", "grad_norm/classifier/conv1",
+            "update/up3/b1.conv3", "gradflow/first_last_ratio", "gradflow/median_grad_norm/across"} <= set(
+        tags["scalars"])
+    assert [e.step for e in events.Scalars("grad_norm/down1/conv1")] == [1, 2, 3, 4]
+    assert events.Scalars("grad_norm/down1/conv1")[-1].value == pytest.approx(float(arrays["grad_norm"][-1, 0]))
+    assert {"gradflow/layer_grad_norm", "gradflow/layer_update_mean"} <= set(tags["histograms"])
+    assert {"gradflow/heatmap_grad_norm", "gradflow/heatmap_update", "val/prediction"} <= set(tags["images"])
+    results = json.loads((run / "results.json").read_text())
+    assert results["gradflow"]["first_last_ratio"] == pytest.approx(
+        float(arrays["grad_norm"][-1, 0] / arrays["grad_norm"][-1, -1]), rel=1e-5)
+
+
+def test_skipexp_plot_gradflow_side_by_side(trained):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    work, run = trained
+    exe = str(Path(sys.executable).with_name("skipexp-plot"))
+    subprocess.run([exe, "gradflow", str(run), str(run), "--measure", "update_mean", "--out", "cmp.png"],
+                   cwd=work, check=True, capture_output=True)
+    assert Image.open(work / "cmp.png").size == (760, 600)
+    bad = subprocess.run([exe, "gradflow", "nowhere"], cwd=work, capture_output=True, text=True)
+    assert bad.returncode == 2 and "nowhere/gradflow.npz does not exist" in bad.stderr

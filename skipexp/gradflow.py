@@ -1,0 +1,307 @@
+"""Gradient flow (SPEC section 6): per-layer gradient norms and weight updates, and their heat maps.
+
+Two measures, both per weight layer in depth order (input to output):
+
+- the L2 norm of each layer's weight gradient, every ``gradflow.every`` steps;
+- the authors' measure, per epoch: the mean absolute weight change
+  |W_end - W_start| of each layer, with its std, max and min.
+
+Rows of the main arrays are the main-path convs, exactly the layers that count
+towards depth, named by stage, block and position (``down4.b3.conv2``). Norm
+weights and the 1x1 projections on shortcuts and long skips are tracked too,
+in separate ``aux_*`` arrays whose ``aux_kinds`` say which is which.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from skipexp.models import FCResNet, main_path_layers
+
+NPZ = "gradflow.npz"
+HEATMAP_GRAD = "gradflow_grad_norm.png"
+HEATMAP_UPDATE = "gradflow_update.png"
+UPDATE_STATS = ("mean", "std", "max", "min")
+
+
+@dataclass(frozen=True)
+class TrackedLayer:
+    """One weight tensor whose gradient and updates are recorded."""
+
+    name: str  # e.g. down4.b3.conv2, down4.b1.shortcut.proj, long_skips.up1.proj, down4.b3.norm2
+    kind: str  # "conv" (main path, counts towards depth), "norm", or "skip" (a projection on a skip)
+    stage: str  # down1 ... up5, classifier
+    weight: nn.Parameter
+
+
+def tracked_layers(model: FCResNet) -> tuple[list[TrackedLayer], list[TrackedLayer]]:
+    """(main-path convs in depth order, auxiliary layers: norms and skip projections, in depth order)."""
+    main_names = {name for name, _ in main_path_layers(model)}
+    by_stage: dict[str, list[TrackedLayer]] = {}
+    long_skip: dict[str, list[TrackedLayer]] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, nn.Parameter) or name == "":
+            continue
+        if name.startswith("long_skips."):
+            stage = name.split(".")[1]
+            long_skip.setdefault(stage, []).append(TrackedLayer(name, "skip", stage, weight))
+            continue
+        stage = name.split(".")[0]
+        kind = "conv" if name in main_names else "skip" if ".shortcut." in f".{name}." else "norm"
+        by_stage.setdefault(stage, []).append(TrackedLayer(name, kind, stage, weight))
+    ordered: list[TrackedLayer] = []
+    for stage, layers in by_stage.items():  # a long skip's projection feeds the decoder stage it merges into
+        ordered += long_skip.get(stage, []) + layers
+    return [t for t in ordered if t.kind == "conv"], [t for t in ordered if t.kind != "conv"]
+
+
+class GradFlow:
+    """Records gradient norms every ``every`` steps and weight updates every epoch; draws and saves them."""
+
+    def __init__(self, model: FCResNet, every: int, enabled: bool = True) -> None:
+        self.enabled = enabled and every > 0
+        self.every = every
+        self.main, self.aux = tracked_layers(model)
+        self.steps: list[int] = []
+        self.grad_norm: list[np.ndarray] = []  # per logged step: [main layers]
+        self.aux_grad_norm: list[np.ndarray] = []
+        self.epochs: list[int] = []
+        self.update: dict[str, list[np.ndarray]] = {s: [] for s in UPDATE_STATS}
+        self.aux_update_mean: list[np.ndarray] = []
+        self._start: list[torch.Tensor] | None = None
+
+    @classmethod
+    def from_config(cls, gradflow: DictConfig, model: FCResNet) -> GradFlow:
+        """The one place the ``gradflow`` node is read."""
+        return cls(model, int(gradflow.every), bool(gradflow.enabled))
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [t.name for t in self.main]
+
+    @property
+    def stages(self) -> list[str]:
+        return [t.stage for t in self.main]
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` (1-based) is one whose gradients are recorded."""
+        return self.enabled and step % self.every == 0
+
+    @torch.no_grad()
+    def record_gradients(self, step: int) -> np.ndarray:
+        """L2 norm of each tracked weight's gradient (call after backward, before the optimizer step)."""
+        layers = self.main + self.aux
+        grads = [t.weight.grad if t.weight.grad is not None else torch.zeros_like(t.weight) for t in layers]
+        norms = torch.stack(torch._foreach_norm(grads)).float().cpu().numpy()
+        self.steps.append(step)
+        self.grad_norm.append(norms[: len(self.main)])
+        self.aux_grad_norm.append(norms[len(self.main):])
+        return norms[: len(self.main)]
+
+    @torch.no_grad()
+    def start_epoch(self) -> None:
+        """Remember the weights at the start of an epoch."""
+        if self.enabled:
+            self._start = [t.weight.detach().clone() for t in self.main + self.aux]
+
+    @torch.no_grad()
+    def end_epoch(self, epoch: int) -> None:
+        """Mean, std, max and min of |W_end - W_start| per layer over the epoch (the authors' measure)."""
+        if not self.enabled or self._start is None:
+            return
+        stats = {s: [] for s in UPDATE_STATS}
+        aux_mean = []
+        for i, (layer, start) in enumerate(zip(self.main + self.aux, self._start, strict=True)):
+            change = (layer.weight.detach() - start).abs().float().flatten()
+            if i < len(self.main):
+                stats["mean"].append(change.mean())
+                stats["std"].append(change.std(correction=0))
+                stats["max"].append(change.max())
+                stats["min"].append(change.min())
+            else:
+                aux_mean.append(change.mean())
+        for key in UPDATE_STATS:
+            self.update[key].append(torch.stack(stats[key]).cpu().numpy())
+        self.aux_update_mean.append(torch.stack(aux_mean).cpu().numpy() if aux_mean else np.zeros(0, np.float32))
+        self.epochs.append(epoch)
+        self._start = None
+
+    def stage_medians(self) -> dict[str, float]:
+        """Median gradient norm of each stage at the last recorded step."""
+        if not self.grad_norm:
+            return {}
+        last = self.grad_norm[-1]
+        stages = np.array(self.stages)
+        return {s: float(np.median(last[stages == s])) for s in dict.fromkeys(self.stages)}
+
+    def first_last_ratio(self) -> float | None:
+        """Gradient norm of the first layer over that of the last, at the last recorded step (None before any).
+
+        Far below 1: gradients vanish on their way to the input; far above 1: they explode.
+        """
+        if not self.grad_norm or not self.grad_norm[-1][-1] > 0:
+            return None
+        last = self.grad_norm[-1]
+        return float(last[0] / last[-1])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything recorded, as the arrays of gradflow.npz."""
+        n_main, n_aux = len(self.main), len(self.aux)
+        out = {
+            "layers": np.array(self.layer_names),
+            "stages": np.array(self.stages),
+            "steps": np.array(self.steps, dtype=np.int64),
+            "grad_norm": np.array(self.grad_norm, dtype=np.float32).reshape(-1, n_main),
+            "epochs": np.array(self.epochs, dtype=np.int64),
+            "aux_layers": np.array([t.name for t in self.aux]),
+            "aux_kinds": np.array([t.kind for t in self.aux]),
+            "aux_grad_norm": np.array(self.aux_grad_norm, dtype=np.float32).reshape(-1, n_aux),
+            "aux_update_mean": np.array(self.aux_update_mean, dtype=np.float32).reshape(-1, n_aux),
+        }
+        for key in UPDATE_STATS:
+            out[f"update_{key}"] = np.array(self.update[key], dtype=np.float32).reshape(-1, n_main)
+        return out
+
+    def save(self, run_dir: Path) -> None:
+        """Write gradflow.npz (atomically) and the latest heat maps as PNG."""
+        arrays = self.arrays()
+        tmp = run_dir / f".{NPZ}.tmp"
+        with tmp.open("wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, run_dir / NPZ)
+        if len(arrays["steps"]):
+            save_heatmap(arrays, "grad_norm", run_dir / HEATMAP_GRAD)
+        if len(arrays["epochs"]):
+            save_heatmap(arrays, "update_mean", run_dir / HEATMAP_UPDATE)
+
+    def log_step(self, writer, step: int, norms: np.ndarray) -> None:
+        """TensorBoard: one scalar per layer, grouped by stage (``grad_norm/<stage>/<layer>``), and a histogram."""
+        for name, stage, value in zip(self.layer_names, self.stages, norms, strict=True):
+            writer.add_scalar(f"grad_norm/{stage}/{name.removeprefix(stage + '.')}", float(value), step)
+        writer.add_histogram("gradflow/layer_grad_norm", norms, step)
+        for stage, median in self.stage_medians().items():
+            writer.add_scalar(f"gradflow/median_grad_norm/{stage}", median, step)
+        ratio = self.first_last_ratio()
+        if ratio is not None:
+            writer.add_scalar("gradflow/first_last_ratio", ratio, step)
+
+    def log_epoch(self, writer, step: int) -> None:
+        """TensorBoard: per-layer mean |dW| of the last epoch, grouped by stage, and its histogram."""
+        if not self.epochs:
+            return
+        mean = self.update["mean"][-1]
+        for name, stage, value in zip(self.layer_names, self.stages, mean, strict=True):
+            writer.add_scalar(f"update/{stage}/{name.removeprefix(stage + '.')}", float(value), step)
+        writer.add_histogram("gradflow/layer_update_mean", mean, step)
+
+    def log_heatmaps(self, writer, step: int) -> None:
+        """TensorBoard: the heat maps as images (refreshed every validation)."""
+        arrays = self.arrays()
+        for key, tag, count in (("grad_norm", "gradflow/heatmap_grad_norm", len(arrays["steps"])),
+                                ("update_mean", "gradflow/heatmap_update", len(arrays["epochs"]))):
+            if count:
+                writer.add_image(tag, heatmap_rgb(arrays, key), step, dataformats="HWC")
+
+    def custom_scalars_layout(self) -> dict:
+        """One chart per stage, so 140+ layers stay readable in TensorBoard's Custom Scalars tab."""
+        stages = list(dict.fromkeys(self.stages))
+        return {
+            "gradient norm per stage": {s: ["Multiline", [f"grad_norm/{s}/"]] for s in stages},
+            "weight update per stage": {s: ["Multiline", [f"update/{s}/"]] for s in stages},
+            "gradient flow summary": {
+                "median gradient norm": ["Multiline", ["gradflow/median_grad_norm/"]],
+                "first / last layer": ["Multiline", ["gradflow/first_last_ratio"]],
+            },
+        }
+
+
+# ---- heat maps ------------------------------------------------------------------------------------
+
+MEASURES = {"grad_norm": ("steps", "step", "gradient L2 norm"),
+            "update_mean": ("epochs", "epoch", "mean |W_end - W_start|")}
+
+
+def _stage_bounds(stages: np.ndarray) -> list[tuple[str, int, int]]:
+    bounds, start = [], 0
+    for i in range(1, len(stages) + 1):
+        if i == len(stages) or stages[i] != stages[start]:
+            bounds.append((str(stages[start]), start, i))
+            start = i
+    return bounds
+
+
+def color_range(arrays_list: list[dict[str, np.ndarray]], key: str) -> tuple[float, float]:
+    """A log colour range shared by several runs: the 1st to 99.9th percentile of their positive values."""
+    values = np.concatenate([a[key][a[key] > 0].ravel() for a in arrays_list if a[key].size] or [np.ones(1)])
+    if values.size == 0:
+        return 1e-8, 1.0
+    low, high = np.percentile(values, [1, 99.9])
+    return float(low), float(max(high, low * 10))
+
+
+def draw_heatmap(ax, arrays: dict[str, np.ndarray], key: str, vrange: tuple[float, float], title: str = ""):
+    """Layers (rows, input at the top) x time (columns) on a log colour scale, stage boundaries marked."""
+    from matplotlib.colors import LogNorm
+
+    time_key, time_label, _ = MEASURES[key]
+    values = np.asarray(arrays[key], dtype=np.float64).T  # layers x time
+    times = arrays[time_key]
+    low, high = vrange
+    image = ax.imshow(np.clip(values, low, high), aspect="auto", interpolation="nearest", cmap="viridis",
+                      norm=LogNorm(vmin=low, vmax=high),
+                      extent=(float(times[0]) - 0.5, float(times[-1]) + 0.5, values.shape[0] - 0.5, -0.5))
+    bounds = _stage_bounds(arrays["stages"])
+    for _, start, _ in bounds[1:]:
+        ax.axhline(start - 0.5, color="white", linewidth=0.6)
+    ax.set_yticks([(a + b - 1) / 2 for _, a, b in bounds], [s for s, _, _ in bounds], fontsize=7)
+    ax.set_xlabel(time_label)
+    ax.set_title(title, fontsize=9)
+    return image
+
+
+def _figure(arrays: dict[str, np.ndarray], key: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    vrange = color_range([arrays], key)
+    n_layers = len(arrays["layers"])
+    image = draw_heatmap(ax, arrays, key, vrange, f"{MEASURES[key][2]} per layer ({n_layers} layers)")
+    fig.colorbar(image, ax=ax, label=MEASURES[key][2])
+    ax.set_ylabel("layer (input at top)")
+    return fig
+
+
+def heatmap_rgb(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """The heat map as an H x W x 3 uint8 image (for TensorBoard)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    _figure(arrays, key).savefig(buffer, format="png")
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def save_heatmap(arrays: dict[str, np.ndarray], key: str, path: Path) -> None:
+    """The heat map as an 800 x 600 PNG."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    _figure(arrays, key).savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """gradflow.npz as a dict of arrays."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
