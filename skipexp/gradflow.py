@@ -14,7 +14,6 @@ in separate ``aux_*`` arrays whose ``aux_kinds`` say which is which.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,17 +170,19 @@ class GradFlow:
             out[f"update_{key}"] = np.array(self.update[key], dtype=np.float32).reshape(-1, n_main)
         return out
 
-    def save(self, run_dir: Path) -> None:
-        """Write gradflow.npz (atomically) and the latest heat maps as PNG."""
+    def save(self, run_dir: Path) -> list[tuple[str, Path]]:
+        """Write gradflow.npz (atomically) and the latest heat maps as PNG; return (measure, PNG) pairs written."""
         arrays = self.arrays()
         tmp = run_dir / f".{NPZ}.tmp"
         with tmp.open("wb") as handle:
             np.savez(handle, **arrays)
         os.replace(tmp, run_dir / NPZ)
-        if len(arrays["steps"]):
-            save_heatmap(arrays, "grad_norm", run_dir / HEATMAP_GRAD)
-        if len(arrays["epochs"]):
-            save_heatmap(arrays, "update_mean", run_dir / HEATMAP_UPDATE)
+        written = []
+        for key, png in (("grad_norm", HEATMAP_GRAD), ("update_mean", HEATMAP_UPDATE)):
+            if len(arrays[MEASURES[key][0]]):
+                save_heatmap(arrays, key, run_dir / png)
+                written.append((key, run_dir / png))
+        return written
 
     def log_step(self, writer, step: int, norms: np.ndarray) -> None:
         """TensorBoard: one scalar per layer, grouped by stage (``grad_norm/<stage>/<layer>``), and a histogram."""
@@ -203,13 +204,15 @@ class GradFlow:
             writer.add_scalar(f"update/{stage}/{name.removeprefix(stage + '.')}", float(value), step)
         writer.add_histogram("gradflow/layer_update_mean", mean, step)
 
-    def log_heatmaps(self, writer, step: int) -> None:
-        """TensorBoard: the heat maps as images (refreshed every validation)."""
-        arrays = self.arrays()
-        for key, tag, count in (("grad_norm", "gradflow/heatmap_grad_norm", len(arrays["steps"])),
-                                ("update_mean", "gradflow/heatmap_update", len(arrays["epochs"]))):
-            if count:
-                writer.add_image(tag, heatmap_rgb(arrays, key), step, dataformats="HWC")
+    @staticmethod
+    def log_heatmaps(writer, step: int, pngs: list[tuple[str, Path]]) -> None:
+        """TensorBoard: the heat-map PNGs just saved, as images (refreshed every validation)."""
+        from PIL import Image
+
+        for key, png in pngs:
+            with Image.open(png) as image:
+                writer.add_image(f"gradflow/heatmap_{key.removesuffix('_mean')}", np.asarray(image.convert("RGB")),
+                                 step, dataformats="HWC")
 
     def custom_scalars_layout(self) -> dict:
         """One chart per stage, so 140+ layers stay readable in TensorBoard's Custom Scalars tab."""
@@ -282,16 +285,6 @@ def _figure(arrays: dict[str, np.ndarray], key: str):
     fig.colorbar(image, ax=ax, label=MEASURES[key][2])
     ax.set_ylabel("layer (input at top)")
     return fig
-
-
-def heatmap_rgb(arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
-    """The heat map as an H x W x 3 uint8 image (for TensorBoard)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    _figure(arrays, key).savefig(buffer, format="png")
-    buffer.seek(0)
-    return np.asarray(Image.open(buffer).convert("RGB"))
 
 
 def save_heatmap(arrays: dict[str, np.ndarray], key: str, path: Path) -> None:

@@ -103,8 +103,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     gradflow.log_step(writer, step, gradflow.record_gradients(step))
                 scaler.step(optimizer)
                 scaler.update()
-                writer.add_scalar("train/loss", loss.item(), step)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False,
+                loss_value = loss.item()
+                writer.add_scalar("train/loss", loss_value, step)
+                bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}", refresh=False,
                                 val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
                 bar.update(1)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
@@ -125,8 +126,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                      "step": step, "config": config, "header": header, "history": history}
             if gradflow.enabled:
-                gradflow.save(run_dir)
-                gradflow.log_heatmaps(writer, step)
+                gradflow.log_heatmaps(writer, step, gradflow.save(run_dir))
             save_checkpoint(state, checkpoints / "last.pt")
             if best is None or scores["val_dice"] > best["val_dice"]:
                 best = record
