@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -62,8 +63,9 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict:
     data = build_data(cfg.dataset)
     header = run_header("eval", saved.model, model, runtime, data.name)
     log.info(summary_line(header))
-    scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime, Inference.from_config(cfg.predict))
-    result = {**header, "checkpoint": str(Path(cfg.checkpoint).resolve()), **scores}
+    inference = Inference.from_config(cfg.predict)
+    scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime, inference)
+    result = {**header, "checkpoint": str(Path(cfg.checkpoint).resolve()), "inference": asdict(inference), **scores}
     write_json(run_dir / EVAL, result)
     log.info(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     return result
