@@ -13,6 +13,7 @@ import numpy as np
 import tifffile
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -25,6 +26,7 @@ from skipexp.losses import get_loss
 from skipexp.models import build_model
 from skipexp.rundir import RESULTS, check_fresh, run_header, summary_line, write_json
 from skipexp.runtime import Runtime
+from skipexp.sweep import SweepSummary
 
 log = logging.getLogger("skipexp")
 MODES = ("train", "eval", "predict", "summary")
@@ -131,14 +133,24 @@ def dispatch(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base=None, config_path=str(find_conf_dir()), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> dict | None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         dispatch(cfg)
     except UserError as err:
         if os.environ.get("SKIPEXP_TRACEBACK"):
             raise
+        log.error(f"skipexp: error: {err}")
+        if multirun:  # the other jobs go on; SweepSummary lists this one at the end
+            return {"error": str(err)}
         print(f"skipexp: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:  # a crash in one job of a sweep must not stop the others
+        if not multirun or os.environ.get("SKIPEXP_TRACEBACK"):
+            raise
+        log.exception(f"skipexp: job crashed: {err}")
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+    return None
 
 
 def normalise_overrides(args: list[str]) -> list[str]:
@@ -161,6 +173,8 @@ def main() -> None:
     """Console-script entry point."""
     sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
     _hydra_main()
+    if SweepSummary.failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

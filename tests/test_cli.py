@@ -178,3 +178,16 @@ def test_skipexp_plot_gradflow_side_by_side(trained):
     assert Image.open(work / "cmp.png").size == (760, 600)
     bad = subprocess.run([exe, "gradflow", "nowhere"], cwd=work, capture_output=True, text=True)
     assert bad.returncode == 2 and "nowhere/gradflow.npz does not exist" in bad.stderr
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    from tests.conftest import TINY
+
+    proc = run_cli(["-m", "depth=26,27", *TINY, "trainer.epochs=1", "hydra.sweep.dir=sweep"], tmp_path, check=False)
+    assert proc.returncode == 1
+    summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    status = {job["job"].split("depth.layers=")[1].split(",")[0]: job for job in summary["jobs"]}
+    assert status["26"]["status"] == "completed" and status["27"]["status"] == "failed"
+    assert "nearest reachable depths are 26 and 28" in status["27"]["error"]
+    assert (tmp_path / "sweep" / status["26"]["job"] / "results.json").is_file()
+    assert "1 of 2 jobs completed" in proc.stdout + proc.stderr
