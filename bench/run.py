@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skipexp.cli import find_conf_dir
+from skipexp.cli import compose_config
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import SegmentationSet, standardise
 from skipexp.evaluate import Inference, membrane_probability
@@ -37,15 +37,6 @@ from skipexp.runtime import Runtime
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
 SIZE = 512
-
-
-def compose(overrides: list[str]):
-    """The config skipexp composes for ``overrides`` (Hydra's compose API, no run folder)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(find_conf_dir()), version_base=None):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -95,7 +86,7 @@ def train_step_fn(cfg, batch: int):
 
 def child(kind: str, overrides: list[str], batch: int, repeats: int) -> dict:
     """Run one train-step measurement in this (child) process; report time and peak memory."""
-    cfg = compose(overrides)
+    cfg = compose_config(overrides)
     step, _, _, runtime = train_step_fn(cfg, batch)
     seconds = median_time(step, repeats)
     if runtime.device.type == "cuda":
@@ -141,7 +132,7 @@ def main() -> None:
                      f"{1 / per_image:.2f} img/s, peak {default['peak_mb']:.0f} MB"))
 
     # gradient-flow tracking at the default interval: its own work timed directly, against the plain step
-    cfg = compose(paper)
+    cfg = compose_config(paper)
     every = int(cfg.gradflow.every)
     step, model, _, _ = train_step_fn(cfg, 1)
     t_step = median_time(step, repeats)

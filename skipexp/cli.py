@@ -20,7 +20,7 @@ from tqdm import tqdm
 from skipexp.checkpoint import load_checkpoint
 from skipexp.data import build_data, dataset_channels
 from skipexp.data.common import standardise
-from skipexp.errors import UserError
+from skipexp.errors import UserError, describe_error
 from skipexp.evaluate import Inference, evaluate, membrane_probability
 from skipexp.losses import get_loss
 from skipexp.models import build_model
@@ -41,6 +41,14 @@ def find_conf_dir() -> Path:
         if (candidate / "config.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"skipexp's conf/ folder was not found beside {here}; reinstall with `make install`.")
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config ``skipexp OVERRIDES`` would compose, without a run folder (for tests and benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(find_conf_dir()), version_base=None):
+        return compose(config_name="config", overrides=normalise_overrides(overrides or []))
 
 
 def _model_from_checkpoint(cfg: DictConfig, runtime: Runtime) -> tuple[torch.nn.Module, DictConfig]:
@@ -149,7 +157,7 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         if not multirun or os.environ.get("SKIPEXP_TRACEBACK"):
             raise
         log.exception(f"skipexp: job crashed: {err}")
-        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+        return {"error": describe_error(err)}
     return None
 
 

@@ -7,3 +7,9 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """A config value that is not allowed or that this machine cannot honour."""
+
+
+def describe_error(err: BaseException) -> str:
+    """``ExceptionType: first line of its message``, for one-line failure reports."""
+    text = str(err)
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"

@@ -19,6 +19,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from skipexp.errors import describe_error
+
 log = logging.getLogger("skipexp.sweep")
 SUMMARY = "sweep_summary.json"
 
@@ -34,7 +36,7 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         value = job_return._return_value  # reading .return_value would re-raise a job's exception
         if job_return.status == JobStatus.FAILED:
-            error = f"{type(value).__name__}: {str(value).splitlines()[0] if str(value) else ''}"
+            error = describe_error(value)
         else:
             error = value.get("error") if isinstance(value, dict) else None
         hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg else None

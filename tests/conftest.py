@@ -9,24 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from skipexp.cli import normalise_overrides
+from skipexp.cli import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+__all__ = ["CONF", "ROOT", "SHARED_DATA", "TINY", "compose_config", "run_cli", "skipexp_exe"]
 
 # Small enough that a full train -> eval -> predict round trip takes seconds.
 TINY = ["model.width=4", "dataset.size=64", "dataset.n_train=4", "dataset.n_val=2", "trainer.epochs=2",
         "trainer.batch_size=2", "gradflow.every=1"]
-
-
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The config ``skipexp`` would compose for ``overrides`` (no run folder)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return compose(config_name="config", overrides=normalise_overrides(overrides or []))
 
 
 def skipexp_exe() -> str:
