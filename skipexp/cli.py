@@ -43,12 +43,13 @@ def find_conf_dir() -> Path:
     raise FileNotFoundError(f"skipexp's conf/ folder was not found beside {here}; reinstall with `make install`.")
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The config ``skipexp OVERRIDES`` would compose, without a run folder (for tests and benchmarks)."""
+def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
+    """The config ``skipexp OVERRIDES`` would compose, without a run folder (for tests, benchmarks, reports)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(find_conf_dir()), version_base=None):
-        return compose(config_name="config", overrides=normalise_overrides(overrides or []))
+        return compose(config_name="config", overrides=normalise_overrides(overrides or []),
+                       return_hydra_config=return_hydra_config)
 
 
 def _model_from_checkpoint(cfg: DictConfig, runtime: Runtime) -> tuple[torch.nn.Module, DictConfig]:
@@ -159,6 +160,30 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         log.exception(f"skipexp: job crashed: {err}")
         return {"error": describe_error(err)}
     return None
+
+
+JOB_NAME_KEYS = {"depth.layers": "depth", "trainer.seed": "seed"}  # shorter names in sweep subfolders
+JOB_NAME_SKIP = ("dataset.root", "checkpoint")  # paths: the same for every job of a sweep, and full of slashes
+
+
+def job_dirname(overrides: list[str]) -> str:
+    """A sweep job's subfolder name from its overrides, e.g. ``model=both,depth=26,seed=0``.
+
+    Like Hydra's ``override_dirname`` but in the order given (sweep order), with
+    ``depth.layers`` and ``trainer.seed`` shortened and path-valued keys left out,
+    so a folder reads at a glance and never nests.
+    """
+    parts = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in JOB_NAME_SKIP:
+            continue
+        key = JOB_NAME_KEYS.get(key, key)
+        parts.append(f"{key}={value}".replace("/", "_").replace(os.sep, "_"))
+    return ",".join(parts) or "default"
+
+
+OmegaConf.register_new_resolver("skipexp_dirname", job_dirname, replace=True)
 
 
 def normalise_overrides(args: list[str]) -> list[str]:

@@ -41,7 +41,7 @@ class SweepSummary(Callback):
             error = value.get("error") if isinstance(value, dict) else None
         hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg else None
         self.jobs.append({
-            "job": hydra_cfg.job.override_dirname if hydra_cfg else "",
+            "job": Path(hydra_cfg.runtime.output_dir).name if hydra_cfg else "",  # the job's subfolder
             "folder": hydra_cfg.runtime.output_dir if hydra_cfg else "",
             "status": "failed" if error else "completed",
             "error": error,

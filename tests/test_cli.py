@@ -186,7 +186,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = run_cli(["-m", "depth=26,27", *TINY, "trainer.epochs=1", "hydra.sweep.dir=sweep"], tmp_path, check=False)
     assert proc.returncode == 1
     summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
-    status = {job["job"].split("depth.layers=")[1].split(",")[0]: job for job in summary["jobs"]}
+    status = {job["job"].split("depth=")[1].split(",")[0]: job for job in summary["jobs"]}
     assert status["26"]["status"] == "completed" and status["27"]["status"] == "failed"
     assert "nearest reachable depths are 26 and 28" in status["27"]["error"]
     assert (tmp_path / "sweep" / status["26"]["job"] / "results.json").is_file()

@@ -72,3 +72,23 @@ def test_experiment_presets_pin_their_study():
     paper = compose_config(["experiment=paper"])
     assert (paper.depth.layers, paper.model.width, paper.trainer.epochs, paper.trainer.patience) == (140, 32, 500, 200)
     assert paper.optimizer.name == "rmsprop" and paper.optimizer.step_epochs == 200 and paper.trainer.crop == 0
+
+
+def test_ablation_presets_pin_their_grid():
+    gpu = compose_config(["experiment=ablation"], return_hydra_config=True)
+    assert gpu.depth.layers == 140 and gpu.trainer.epochs == 500  # the paper's recipe, swept
+    assert dict(gpu.hydra.sweeper.params) == {"model": "both,long_only,short_only,none",
+                                               "depth.layers": "50,102,140", "trainer.seed": "0,1,2"}
+    cpu = compose_config(["experiment=ablation_cpu"], return_hydra_config=True)
+    assert (cpu.dataset.name, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == ("isbi2012", 16, 128, "bf16")
+    assert cpu.trainer.epochs * cpu.trainer.samples_per_epoch // cpu.trainer.batch_size == 1500
+    assert dict(cpu.hydra.sweeper.params)["depth.layers"] == "26,102"
+
+
+def test_sweep_subfolders_read_at_a_glance(tmp_path):
+    run_cli(["-m", "experiment=ablation_cpu", "dataset.root=/data/isbi", "mode=summary", "hydra.sweep.dir=sweep"],
+            tmp_path)
+    names = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(names) == 16
+    assert "model=both,depth=26,seed=0,experiment=ablation_cpu,mode=summary" in names
+    assert not any("/" in name or "dataset.root" in name for name in names)
