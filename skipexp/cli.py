@@ -131,8 +131,9 @@ def dispatch(cfg: DictConfig) -> None:
 
         check_fresh(run_dir)
         results = train(cfg, run_dir)
-        log.info(f"run folder: {run_dir} (best val_dice {results['best']['val_dice']:.4f}, "
-                 f"{results['wall_s']:.0f} s)")
+        if results:  # empty on ranks other than 0, which write nothing
+            log.info(f"run folder: {run_dir} (best val_dice {results['best']['val_dice']:.4f}, "
+                     f"{results['wall_s']:.0f} s)")
     elif cfg.mode == "eval":
         run_eval(cfg, run_dir)
     elif cfg.mode == "predict":
@@ -204,8 +205,19 @@ def normalise_overrides(args: list[str]) -> list[str]:
 
 def main() -> None:
     """Console-script entry point."""
-    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
-    _hydra_main()
+    import shutil
+    import tempfile
+
+    scratch = None
+    if os.environ.get("RANK", "0") not in ("", "0"):  # torchrun's other ranks: a private folder, removed at the end
+        scratch = tempfile.mkdtemp(prefix="skipexp-rank-")
+    extra = [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"] if scratch else []
+    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:]), *extra]
+    try:
+        _hydra_main()
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     if SweepSummary.failed:
         sys.exit(1)
 

@@ -79,9 +79,9 @@ class GradFlow:
         self._start: list[torch.Tensor] | None = None
 
     @classmethod
-    def from_config(cls, gradflow: DictConfig, model: FCResNet) -> GradFlow:
-        """The one place the ``gradflow`` node is read."""
-        return cls(model, int(gradflow.every), bool(gradflow.enabled))
+    def from_config(cls, gradflow: DictConfig, model: FCResNet, writes: bool = True) -> GradFlow:
+        """The one place the ``gradflow`` node is read; off on processes that do not write (ranks other than 0)."""
+        return cls(model, int(gradflow.every), bool(gradflow.enabled) and writes)
 
     @property
     def layer_names(self) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -10,24 +12,36 @@ from skipexp.errors import ConfigError
 LOSSES = ("dice", "bce")
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
+                   reduce: Reduce | None = None) -> torch.Tensor:
     """1 - (2 sum(y p) + 1) / (sum(y) + sum(p) + 1) over the whole batch (SPEC section 3).
 
-    Pixels where ``valid`` is 0 are left out of every sum.
+    Pixels where ``valid`` is 0 are left out of every sum. ``reduce`` sums the
+    sums over processes (data-parallel training), so the loss is the global batch's.
     """
     prob = torch.sigmoid(logits.float())
     target = target.float()
     if valid is not None:
         prob, target = prob * valid, target * valid
-    return 1 - (2 * (prob * target).sum() + 1) / (target.sum() + prob.sum() + 1)
+    sums = torch.stack([(prob * target).sum(), target.sum() + prob.sum()])
+    if reduce is not None:
+        sums = reduce(sums)
+    return 1 - (2 * sums[0] + 1) / (sums[1] + 1)
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Binary cross-entropy on membrane logits, averaged over valid pixels."""
-    if valid is None:
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
+             reduce: Reduce | None = None) -> torch.Tensor:
+    """Binary cross-entropy on membrane logits, averaged over valid pixels (of all processes, with ``reduce``)."""
     per_pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-    return (per_pixel * valid).sum() / valid.sum().clamp_min(1)
+    if valid is None:
+        valid = torch.ones_like(per_pixel)
+    sums = torch.stack([(per_pixel * valid).sum(), valid.sum()])
+    if reduce is not None:
+        sums = reduce(sums)
+    return sums[0] / sums[1].clamp_min(1)
 
 
 def get_loss(name: str):

@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from skipexp.errors import UserError
 from skipexp.gradflow import MEASURES, NPZ, color_range, draw_heatmap, load_arrays
 from skipexp.rundir import RESULTS
@@ -29,6 +31,17 @@ def run_title(run_dir: Path) -> str:
 
 def gradflow_figure(run_dirs: list[Path], measure: str, out: Path) -> Path:
     """Side-by-side heat maps of ``measure`` for ``run_dirs``, one shared colour scale, saved as PNG."""
+    return gradflow_grid([list(run_dirs)], measure, out)
+
+
+def gradflow_grid(grid: list[list[Path | None]], measure: str, out: Path,
+                  titles: list[list[str]] | None = None) -> Path:
+    """Heat maps of ``measure`` in rows x columns of run folders (None: an empty panel), saved as PNG.
+
+    All panels share one log colour scale, so a variant whose gradients vanish
+    reads as darker than the others at a glance. ``titles`` (same shape as
+    ``grid``) default to ``<variant>, <layers> layers`` from each results.json.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,24 +49,35 @@ def gradflow_figure(run_dirs: list[Path], measure: str, out: Path) -> Path:
 
     if measure not in MEASURES:
         raise UserError(f"--measure {measure} is not one of {', '.join(MEASURES)}.")
-    arrays = []
-    for run_dir in run_dirs:
-        path = run_dir / NPZ
-        if not path.is_file():
-            raise UserError(f"{path} does not exist; give run folders of runs trained with gradflow.enabled=true.")
-        data = load_arrays(path)
-        if not data[measure].size:
-            raise UserError(f"{path} holds no {measure} yet; let the run record at least one "
-                            f"{MEASURES[measure][1]}.")
-        arrays.append(data)
-    vrange = color_range(arrays, measure)
-    fig = Figure(figsize=(3.2 * len(arrays) + 1.2, 6), dpi=100, layout="constrained")
-    axes = fig.subplots(1, len(arrays), squeeze=False)[0]
+    n_cols = max((len(row) for row in grid), default=0)
+    if not n_cols or all(run_dir is None for row in grid for run_dir in row):
+        raise UserError("no run folders to draw; give at least one run folder with gradflow.npz.")
+    arrays: dict[tuple[int, int], dict] = {}
+    for i, row in enumerate(grid):
+        for j, run_dir in enumerate(row):
+            if run_dir is None:
+                continue
+            path = run_dir / NPZ
+            if not path.is_file():
+                raise UserError(f"{path} does not exist; give run folders of runs trained with gradflow.enabled=true.")
+            data = load_arrays(path)
+            if not data[measure].size:
+                raise UserError(f"{path} holds no {measure} yet; let the run record at least one "
+                                f"{MEASURES[measure][1]}.")
+            arrays[i, j] = data
+    vrange = color_range(list(arrays.values()), measure)
+    fig = Figure(figsize=(3.2 * n_cols + 1.2, 6 * len(grid)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(grid), n_cols, squeeze=False)
     image = None
-    for ax, data, run_dir in zip(axes, arrays, run_dirs, strict=True):
-        image = draw_heatmap(ax, data, measure, vrange, run_title(run_dir))
-    axes[0].set_ylabel("layer (input at top)")
-    fig.colorbar(image, ax=list(axes), label=MEASURES[measure][2])
+    for (i, j), ax in ((ij, axes[ij]) for ij in np.ndindex(axes.shape)):
+        if (i, j) not in arrays:
+            ax.set_axis_off()
+            continue
+        title = titles[i][j] if titles else run_title(grid[i][j])
+        image = draw_heatmap(ax, arrays[i, j], measure, vrange, title)
+        if j == 0 or (i, j - 1) not in arrays:
+            ax.set_ylabel("layer (input at top)")
+    fig.colorbar(image, ax=axes.ravel().tolist(), label=MEASURES[measure][2])
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out

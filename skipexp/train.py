@@ -2,10 +2,13 @@
 
 ``train`` is the one place the loop's ``trainer`` keys (epochs, batch_size,
 samples_per_epoch, crop, loss, num_workers, val_every, patience) are read.
+Under torchrun every rank runs this loop on its share of each global batch
+(see skipexp.distributed); rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -14,14 +17,14 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from skipexp.checkpoint import save_checkpoint
 from skipexp.data import build_data
 from skipexp.data.augment import Augmenter
-from skipexp.data.common import pad_collate
+from skipexp.data.common import SampleStream, ShardedBatches, pad_collate
 from skipexp.errors import UserError
 from skipexp.evaluate import evaluate
 from skipexp.gradflow import GradFlow
@@ -47,28 +50,50 @@ def _stack(images: list[torch.Tensor]) -> torch.Tensor:
     return pad_collate([{"image": im} for im in images])["image"]
 
 
+class _Silent:
+    """Stands in for the SummaryWriter on ranks other than 0, which write nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def _check_batches(trainer: DictConfig, per_epoch: int, world_size: int) -> None:
+    """Every rank must get at least one sample of every global batch."""
+    if trainer.epochs < 1 or trainer.batch_size < 1 or trainer.val_every < 1:
+        raise UserError(f"trainer.epochs={trainer.epochs}, trainer.batch_size={trainer.batch_size} and "
+                        f"trainer.val_every={trainer.val_every} must each be at least 1.")
+    last = per_epoch % trainer.batch_size
+    if world_size > 1 and (trainer.batch_size < world_size or 0 < last < world_size):
+        raise UserError(f"trainer.batch_size={trainer.batch_size} (the global batch) with {per_epoch} samples an "
+                        f"epoch leaves some of the {world_size} processes without samples; use a batch_size and "
+                        f"trainer.samples_per_epoch that are multiples of {world_size}.")
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train the configured network, validating every ``trainer.val_every`` epochs; return results.json's content."""
     started = time.perf_counter()
     trainer = cfg.trainer
     runtime = Runtime.from_config(trainer)
+    dist, main = runtime.dist, runtime.dist.is_main
     runtime.seed_everything()
     loss_fn = get_loss(trainer.loss)
-    if trainer.epochs < 1 or trainer.batch_size < 1 or trainer.val_every < 1:
-        raise UserError(f"trainer.epochs={trainer.epochs}, trainer.batch_size={trainer.batch_size} and "
-                        f"trainer.val_every={trainer.val_every} must each be at least 1.")
+    train_loss = functools.partial(loss_fn, reduce=dist.all_sum)  # the global batch's loss under torchrun
     data = build_data(cfg.dataset, Augmenter.from_config(cfg.augment, trainer.crop))
+    per_epoch = trainer.samples_per_epoch or len(data.train)
+    _check_batches(trainer, per_epoch, dist.world_size)
+    dist.init(runtime.device)
     model = runtime.prepare(build_model(cfg.model, cfg.depth, data.in_channels))
+    net = dist.wrap(model, runtime.device)  # what the step runs; ``model`` is what is measured and saved
     optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    header = run_header("train", cfg.model, model, runtime, data.name)
-    log.info(summary_line(header))
+    header = {**run_header("train", cfg.model, model, runtime, data.name), "world_size": dist.world_size}
+    if main:
+        log.info(summary_line(header) + (f", {dist.world_size} processes" if dist.enabled else ""))
 
     # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
-    sampler = RandomSampler(data.train, num_samples=trainer.samples_per_epoch or len(data.train),
-                            generator=torch.Generator().manual_seed(runtime.seed))
-    loader = DataLoader(data.train, batch_size=trainer.batch_size, sampler=sampler, num_workers=trainer.num_workers,
-                        collate_fn=pad_collate,
+    stream = SampleStream(len(data.train), per_epoch, runtime.seed)
+    loader = DataLoader(data.train, batch_sampler=ShardedBatches(stream, trainer.batch_size, dist.shard),
+                        num_workers=trainer.num_workers, collate_fn=pad_collate,
                         pin_memory=runtime.device.type == "cuda", persistent_workers=trainer.num_workers > 0)
     checkpoints = run_dir / CHECKPOINTS
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -76,22 +101,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     best: dict[str, Any] | None = None
     step = 0
     results: dict[str, Any] = {}
-    writer = SummaryWriter(str(run_dir / TENSORBOARD))
-    gradflow = GradFlow.from_config(cfg.gradflow, model)
+    writer = SummaryWriter(str(run_dir / TENSORBOARD)) if main else _Silent()
+    gradflow = GradFlow.from_config(cfg.gradflow, model, main)
     writer.add_custom_scalars(gradflow.custom_scalars_layout())
     panel = [data.val[i] for i in range(min(PANEL_IMAGES, len(data.val)))]
     writer.add_images("data/train_samples", _to_unit(_stack(data.train.images[:PANEL_IMAGES])), 0)
-    bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True,
+    bar = tqdm(total=trainer.epochs * len(loader), desc="train", unit="step", dynamic_ncols=True, disable=not main,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
     try:
         for epoch in range(1, trainer.epochs + 1):
-            model.train()
+            net.train()
+            stream.set_epoch(epoch)
             gradflow.start_epoch()
             for batch in loader:
                 image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
                 with runtime.autocast():
-                    logits = model(image)
-                loss = loss_fn(logits, label, runtime.to_device(batch["valid"]))
+                    logits = net(image)
+                loss = train_loss(logits, label, runtime.to_device(batch["valid"]))
                 if not torch.isfinite(loss):
                     raise UserError(f"the training loss became {loss.item()} at step {step + 1} (epoch {epoch}); "
                                     "lower optimizer.lr or use trainer.precision=fp32.")
@@ -113,6 +139,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             gradflow.end_epoch(epoch)
             gradflow.log_epoch(writer, step)
             if epoch % trainer.val_every and epoch != trainer.epochs:
+                continue
+            if not main:  # rank 0 validates and writes; the others wait for its verdict on early stopping
+                if dist.broadcast(None):
+                    break
                 continue
             scores, probs = evaluate(model, data.val, loss_fn, runtime)
             record = {"epoch": epoch, "step": step, **scores}
@@ -138,11 +168,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                        "history": history}
             write_json(run_dir / RESULTS, results)
             log.info(f"epoch {epoch}/{trainer.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-            if trainer.patience and epoch - best["epoch"] >= trainer.patience:
+            stop = bool(trainer.patience and epoch - best["epoch"] >= trainer.patience)
+            if dist.broadcast(stop):
                 log.info(f"early stop: no better val_dice for {trainer.patience} epochs "
                          f"(best at epoch {best['epoch']})")
                 break
     finally:
         bar.close()
         writer.close()
+        dist.close()
     return results

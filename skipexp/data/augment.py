@@ -5,9 +5,10 @@ One random affine map per sample (rotation up to ``rotate_deg``, shear up to
 elastic warp, is sampled only over the output crop, so a 256 x 256 crop of a
 512 x 512 section costs a 256 x 256 resampling. Images are resampled
 bilinearly, labels and valid masks by nearest neighbour; the outside is
-filled by reflection. Random numbers come from torch's global generator,
-which the trainer seeds (and DataLoader seeds per worker), so the
-augmentation stream is reproducible.
+filled by reflection. Random numbers come from the generator passed in:
+the trainer gives every sample of its stream its own generator, seeded
+from (seed, epoch, position), so the augmentation of a sample does not
+depend on worker processes, ranks, or where a run was resumed.
 """
 
 from __future__ import annotations
@@ -43,21 +44,23 @@ class Augmenter:
     def warps(self) -> bool:
         return self.rotate > 0 or self.shear > 0 or self.elastic
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor, valid: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, valid: torch.Tensor,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One random warp and crop of a sample; ``generator`` None draws from torch's global generator."""
+        g = generator
         height, width = image.shape[-2:]
         out_h, out_w = (self.crop, self.crop) if self.crop else (height, width)
-        flip_x, flip_y = (torch.rand(2) < 0.5).tolist() if self.flips else (False, False)
-        top = int(torch.randint(0, height - out_h + 1, ()))
-        left = int(torch.randint(0, width - out_w + 1, ()))
+        flip_x, flip_y = (torch.rand(2, generator=g) < 0.5).tolist() if self.flips else (False, False)
+        top = int(torch.randint(0, height - out_h + 1, (), generator=g))
+        left = int(torch.randint(0, width - out_w + 1, (), generator=g))
         if not self.warps:  # flips and crop only: plain indexing, no resampling
             window = (..., slice(top, top + out_h), slice(left, left + out_w))
             image, label, valid = image[window], label[window], valid[window]
             dims = [d for d, flip in ((-1, flip_x), (-2, flip_y)) if flip]
             return (image.flip(dims), label.flip(dims), valid.flip(dims)) if dims else (image, label, valid)
 
-        angle = (2 * float(torch.rand(())) - 1) * self.rotate
-        shear = (2 * float(torch.rand(())) - 1) * self.shear
+        angle = (2 * float(torch.rand((), generator=g)) - 1) * self.rotate
+        shear = (2 * float(torch.rand((), generator=g)) - 1) * self.shear
         cos, sin = math.cos(angle), math.sin(angle)
         # output -> input map around the image centre: flips, then shear along x, then rotation
         matrix = torch.tensor([[cos, -sin], [sin, cos]]) @ torch.tensor([[1.0, math.tan(shear)], [0.0, 1.0]])
@@ -68,7 +71,7 @@ class Augmenter:
         src_x = matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + (width - 1) / 2
         src_y = matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + (height - 1) / 2
         if self.elastic:
-            dx, dy = self._displacement(out_h, out_w)
+            dx, dy = self._displacement(out_h, out_w, g)
             src_x, src_y = src_x + dx, src_y + dy
         grid = torch.stack([2 * src_x / max(width - 1, 1) - 1, 2 * src_y / max(height - 1, 1) - 1], dim=-1)[None]
         image = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="reflection", align_corners=True)[0]
@@ -76,8 +79,10 @@ class Augmenter:
         masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="reflection", align_corners=True)[0]
         return image, masks[:1], masks[1:]
 
-    def _displacement(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _displacement(self, height: int, width: int, generator: torch.Generator | None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """A smooth random displacement field (pixels): coarse Gaussian noise, bicubic upsampled."""
-        coarse = torch.randn(1, 2, height // self.elastic_spacing + 2, width // self.elastic_spacing + 2)
+        coarse = torch.randn(1, 2, height // self.elastic_spacing + 2, width // self.elastic_spacing + 2,
+                             generator=generator)
         field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)[0]
         return self.elastic_alpha * field[0], self.elastic_alpha * field[1]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from skipexp.data.augment import Augmenter
 
@@ -22,6 +24,7 @@ class SegmentationSet(Dataset):
     """Samples {image C x H x W, label 1 x H x W (1 = membrane), valid 1 x H x W (1 = scored)}.
 
     Augmented and cropped when ``augment`` is given; without valid masks every pixel is scored.
+    Indexed by ``i`` or by ``(i, key)`` from a ``SampleStream``: the key seeds that sample's augmentation.
     """
 
     def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], valids: list[np.ndarray] | None = None,
@@ -36,12 +39,66 @@ class SegmentationSet(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, key = index if isinstance(index, tuple) else (index, None)
         image, label = self.images[index], self.labels[index]
         valid = torch.ones_like(label) if self.valids is None else self.valids[index]
         if self.augment is not None:
-            image, label, valid = self.augment(image, label, valid)
+            generator = None if key is None else torch.Generator().manual_seed(key)
+            image, label, valid = self.augment(image, label, valid, generator)
         return {"image": image, "label": label, "valid": valid}
+
+
+def stream_key(*parts: int) -> int:
+    """A 63-bit seed from integers such as (seed, epoch, position), well mixed (NumPy's SeedSequence)."""
+    return int(np.random.SeedSequence([p % 2**32 for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class SampleStream(Sampler):
+    """The training sample stream: ``(index, key)`` pairs, ``per_epoch`` of them each epoch.
+
+    An epoch concatenates fresh permutations of the ``n`` samples (as many as
+    ``per_epoch`` needs) drawn from a generator seeded by (seed, epoch); every
+    position gets its own augmentation key. The stream is a pure function of
+    (seed, epoch), so worker processes, ranks and resumed runs all see the same
+    samples with the same augmentation. Call ``set_epoch`` before each epoch.
+    """
+
+    def __init__(self, n: int, per_epoch: int, seed: int) -> None:
+        self.n, self.per_epoch, self.seed, self.epoch = n, per_epoch or n, seed, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(stream_key(self.seed, self.epoch))
+        order = torch.cat([torch.randperm(self.n, generator=generator)
+                           for _ in range(math.ceil(self.per_epoch / self.n))])[: self.per_epoch]
+        for position, index in enumerate(order.tolist()):
+            yield index, stream_key(self.seed, self.epoch, position)
+
+
+class ShardedBatches(Sampler):
+    """Global batches of a sample stream, of which this process takes its share (all of it when alone)."""
+
+    def __init__(self, stream: SampleStream, batch_size: int, shard) -> None:
+        self.stream, self.batch_size, self.shard = stream, batch_size, shard
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.stream) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batch: list[tuple[int, int]] = []
+        for item in self.stream:
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield self.shard(batch)
+                batch = []
+        if batch:
+            yield self.shard(batch)
 
 
 def pad_collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
