@@ -40,6 +40,8 @@ def run_header(mode: str, model_cfg: DictConfig, model: FCResNet, runtime: Runti
         "dataset": dataset,
         "device": str(runtime.device),
         "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch."),
+        "channels_last": runtime.channels_last,
+        "threads": runtime.threads,
         "seed": runtime.seed,
     }
 
