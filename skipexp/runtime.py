@@ -1,14 +1,19 @@
 """Where and how tensors run: device, precision, memory format, threads, seeding, and the process's rank.
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
-``trainer.channels_last``, ``trainer.threads`` and ``trainer.seed`` are read.
+``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.retain_memory``,
+``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read.
+``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import random
+import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,14 +22,42 @@ from omegaconf import DictConfig
 
 from skipexp.distributed import Distributed
 from skipexp.errors import ConfigError
+from skipexp.models.fastdropout import use_fast_dropout
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def auto_precision(device: torch.device) -> str:
+    """bf16 where the hardware runs it natively (CPUs with AVX-512 BF16 or AMX, Ampere and later GPUs),
+    fp16 on older GPUs, fp32 on other CPUs (where bf16 would be emulated, and slower)."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def retain_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of unmapping it (and page-faulting it back) every step.
+
+    PyTorch has no caching allocator on CPU; glibc serves each large activation
+    with a fresh mmap and returns it on free, so every training step pays for
+    zeroing and faulting in its whole activation memory again (at batch 4 on the
+    paper's net this alone made a step 40% slower). Returns False where there is no glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))  # -1: never trim
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """Device, autocast dtype (None = fp32), memory format, intra-op threads, seed and rank of a run."""
+    """Device, autocast dtype (None = fp32), memory format, speed-ups, threads, seed and rank of a run."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -32,10 +65,12 @@ class Runtime:
     seed: int
     threads: int = 0  # intra-op threads this process uses on CPU
     dist: Distributed = field(default_factory=Distributed)
+    fast_dropout: bool = False
+    compile_mode: str | None = None  # torch.compile mode, None = eager
 
     @classmethod
     def from_config(cls, trainer: DictConfig) -> Runtime:
-        """Resolve ``trainer.device=auto`` to CUDA when present, else CPU, and check the precision."""
+        """Resolve ``auto`` device and precision for this machine, check every value, set threads."""
         if trainer.device not in DEVICES:
             raise ConfigError(f"trainer.device={trainer.device!r} is not one of {', '.join(DEVICES)}")
         if trainer.device == "cuda" and not torch.cuda.is_available():
@@ -43,17 +78,24 @@ class Runtime:
         name = "cuda" if trainer.device == "auto" and torch.cuda.is_available() else trainer.device
         dist = Distributed.from_env()
         device = dist.device("cpu" if name == "auto" else name)
-        if trainer.precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision={trainer.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if trainer.precision == "fp16" and device.type != "cuda":
+        precision = auto_precision(device) if trainer.precision == "auto" else trainer.precision
+        if precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision={trainer.precision!r} is not one of auto, {', '.join(PRECISIONS)}")
+        if precision == "fp16" and device.type != "cuda":
             raise ConfigError("trainer.precision=fp16 needs a CUDA device; use trainer.precision=bf16 on CPU.")
         threads = int(trainer.threads)
         if threads < 0:
             raise ConfigError(f"trainer.threads={threads} must be 0 (one share of this process's cores) or a count.")
         threads = threads or thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
         torch.set_num_threads(threads)
-        return cls(device, PRECISIONS[trainer.precision], bool(trainer.channels_last), int(trainer.seed),
-                   threads, dist)
+        compile_mode = {False: None, True: "default"}.get(trainer.compile, trainer.compile)
+        if compile_mode is not None and compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"trainer.compile={trainer.compile!r} is not one of false, true, "
+                              f"{', '.join(COMPILE_MODES)}")
+        if trainer.retain_memory and device.type == "cpu":
+            retain_freed_memory()
+        return cls(device, PRECISIONS[precision], bool(trainer.channels_last), int(trainer.seed), threads, dist,
+                   bool(trainer.fast_dropout), compile_mode)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context for forward passes (a no-op in fp32)."""
@@ -67,9 +109,20 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Move the model to the device in the run's memory format."""
+        """Move the model to the device in the run's memory format, with the fast dropout when asked for."""
         model = model.to(self.device)
+        if self.fast_dropout:
+            use_fast_dropout(model)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def compile(self, model: torch.nn.Module) -> tuple[torch.nn.Module, float]:
+        """``torch.compile`` the step's model when asked for; the compile happens at the first step (lazily),
+        so the second value (seconds spent here) is only the wrapper's cost."""
+        if self.compile_mode is None:
+            return model, 0.0
+        started = time.perf_counter()
+        compiled = torch.compile(model, mode=self.compile_mode)
+        return compiled, time.perf_counter() - started
 
     def seed_everything(self) -> None:
         """Seed Python, NumPy and torch so the same seed and config give the same run on CPU."""

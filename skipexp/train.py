@@ -83,7 +83,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     _check_batches(trainer, per_epoch, dist.world_size)
     dist.init(runtime.device)
     model = runtime.prepare(build_model(cfg.model, cfg.depth, data.in_channels))
-    net = dist.wrap(model, runtime.device)  # what the step runs; ``model`` is what is measured and saved
+    net, _ = runtime.compile(dist.wrap(model, runtime.device))  # what the step runs; ``model`` is measured and saved
     optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     header = {**run_header("train", cfg.model, model, runtime, data.name), "world_size": dist.world_size}

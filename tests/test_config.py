@@ -92,3 +92,33 @@ def test_sweep_subfolders_read_at_a_glance(tmp_path):
     assert len(names) == 16
     assert "model=both,depth=26,seed=0,experiment=ablation_cpu,mode=summary" in names
     assert not any("/" in name or "dataset.root" in name for name in names)
+
+
+def test_plain_trainer_turns_every_speed_up_off():
+    from skipexp.runtime import Runtime
+
+    plain = compose_config(["trainer=plain"]).trainer
+    assert (plain.precision, plain.channels_last, plain.fast_dropout, plain.retain_memory, plain.compile) == (
+        "fp32", False, False, False, False)
+    assert plain.epochs == compose_config([]).trainer.epochs  # only the speed-ups differ
+    runtime = Runtime.from_config(plain)
+    assert runtime.amp_dtype is None and not runtime.channels_last and not runtime.fast_dropout
+
+
+def test_auto_precision_picks_bf16_only_where_the_cpu_runs_it_natively():
+    import torch
+
+    from skipexp.runtime import Runtime, auto_precision
+
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert auto_precision(torch.device("cpu")) == ("bf16" if native else "fp32")
+    runtime = Runtime.from_config(compose_config(["trainer.device=cpu"]).trainer)
+    assert runtime.amp_dtype == (torch.bfloat16 if native else None)
+
+
+def test_bad_compile_mode_is_one_sentence():
+    from skipexp.errors import ConfigError
+    from skipexp.runtime import Runtime
+
+    with pytest.raises(ConfigError, match=r"trainer\.compile='fast' is not one of false, true, default"):
+        Runtime.from_config(compose_config(["trainer.compile=fast"]).trainer)

@@ -20,5 +20,6 @@ def build_model(model: DictConfig, depth: DictConfig, in_channels: int) -> FCRes
     plan = plan_depth(int(depth.layers), model.block, model.n_simple_blocks)
     spec = NetSpec(plan=plan, long_skip=bool(model.long_skip), short_skip=bool(model.short_skip),
                    width=int(model.width), in_channels=in_channels, merge=model.merge,
-                   upsample=model.upsample, dropout=float(model.dropout), norm=model.norm)
+                   upsample=model.upsample, dropout=float(model.dropout), norm=model.norm,
+                   checkpointing=bool(model.checkpointing))
     return FCResNet(spec)

@@ -107,8 +107,11 @@ class Bottleneck(Block):
                  upsample_mode: str = "repeat") -> None:
         super().__init__(in_ch, 4 * k, downsample, upsample, short_skip)
         self.repeat_up = upsample and upsample_mode == "repeat"
+        self.downsample = downsample
         self.norm1 = make_norm(norm, in_ch)
-        self.conv1 = nn.Conv2d(in_ch, k, 1, stride=2 if downsample else 1)
+        # a stride-2 1x1 conv is decimation then a 1x1 conv; spelled that way because PyTorch 2.13's
+        # channels-last CPU backward of a strided 1x1 conv with fewer than 16 input channels corrupts the heap
+        self.conv1 = nn.Conv2d(in_ch, k, 1)
         self.norm2 = make_norm(norm, k)
         self.conv2 = nn.Conv2d(k, k, 3, padding=1)
         self.norm3 = make_norm(norm, k)
@@ -116,7 +119,8 @@ class Bottleneck(Block):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def main_path(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.relu(self.norm1(x)))
+        out = F.relu(self.norm1(x))
+        out = self.conv1(decimate2x(out) if self.downsample else out)
         out = self.conv2(F.relu(self.norm2(out)))
         out = F.relu(self.norm3(out))
         if self.repeat_up:

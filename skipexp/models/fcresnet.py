@@ -10,12 +10,15 @@ total stride (32) and the output is cropped back.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from skipexp.errors import ConfigError
 from skipexp.models.blocks import BLOCKS, UPSAMPLE_MODES, Simple, make_norm
@@ -39,6 +42,7 @@ class NetSpec:
     upsample: str = "repeat"
     dropout: float = 0.1
     norm: str = "batch"
+    checkpointing: bool = False  # recompute each block's activations in the backward pass instead of keeping them
 
 
 class LongSkip(nn.Module):
@@ -141,15 +145,39 @@ class FCResNet(nn.Module):
         x = self.down1(x)
         skips.append(x)
         for name in ("down2", "down3", "down4", "down5"):
-            x = getattr(self, name)(x)
+            x = self._stage(name, x)
             skips.append(x)
-        x = self.across(x)
+        x = self._stage("across", x)
         for name in ("up1", "up2", "up3", "up4", "up5"):
             encoder_out = skips.pop()
             if self.spec.long_skip:
                 x = self.long_skips[name](x, encoder_out)  # the long skip
-            x = getattr(self, name)(x)
+            x = self._stage(name, x)
         return self.classifier(x)[..., :height, :width]
+
+    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Run one stage; with ``checkpointing`` while training, keep only each block's input for backward."""
+        stage = getattr(self, name)
+        if not (self.spec.checkpointing and self.training and torch.is_grad_enabled()):
+            return stage(x)
+        for block in stage if isinstance(stage, nn.Sequential) else [stage]:
+            x = checkpoint(block, x, use_reentrant=False,
+                           context_fn=lambda block=block: (contextlib.nullcontext(), _frozen_norm_stats(block)))
+        return x
+
+
+@contextlib.contextmanager
+def _frozen_norm_stats(module: nn.Module) -> Iterator[None]:
+    """While a checkpointed block is recomputed, BatchNorm must not update its running statistics a second time."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum
 
 
 def pad_to_stride(x: torch.Tensor) -> torch.Tensor:

@@ -39,3 +39,22 @@ def test_transposed_upsampling_doubles_the_size():
                   Basic(8, 4, upsample=True, upsample_mode="transposed"),
                   Simple(8, 4, upsample=True, upsample_mode="transposed")):
         assert block(torch.randn(1, 8, 5, 7)).shape[-2:] == (10, 14)
+
+
+def test_channels_last_training_step_with_narrow_layers_does_not_corrupt_memory():
+    """PyTorch 2.13's channels-last CPU backward of a strided 1x1 conv with < 16 input channels corrupts the
+    heap (the process dies at exit); the bottleneck decimates first instead. Run in a child process."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from skipexp.cli import compose_config
+from skipexp.models import build_model
+cfg = compose_config(["model.width=4"])
+model = build_model(cfg.model, cfg.depth, 1).to(memory_format=torch.channels_last).train()
+for _ in range(2):
+    model(torch.randn(3, 1, 128, 128).contiguous(memory_format=torch.channels_last)).sum().backward()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,3 +1,6 @@
+import copy
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -112,3 +115,26 @@ def test_parameter_counts_match_a_hand_count():
     # up1 4->4 148, up2 2->2 38, up3 1->1 10
     assert count_parameters(_simple_net(True, False)) == 10 + 10 + 10 + 20 + 76 + 296 + 36 + 148 + 10 + 38 + 3 + 10 \
         + 10 + 10 + 2
+
+
+def test_activation_checkpointing_gives_the_same_step():
+    """Same loss, gradients and BatchNorm running statistics with and without checkpointing (dropout included)."""
+    cfg = compose_config(["model.width=4"])
+    torch.manual_seed(0)
+    plain = build_model(cfg.model, cfg.depth, 1).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.spec = dataclasses.replace(plain.spec, checkpointing=True)
+    x = torch.randn(2, 1, 64, 64)
+    results = []
+    for net in (plain, checkpointed):
+        torch.manual_seed(1)
+        out = net(x)
+        out.square().mean().backward()
+        results.append((out, {n: p.grad for n, p in net.named_parameters()}, net.state_dict()))
+    (out_a, grads_a, state_a), (out_b, grads_b, state_b) = results
+    torch.testing.assert_close(out_b, out_a)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6)
+    for name, value in state_a.items():
+        if "running" in name:
+            torch.testing.assert_close(state_b[name], value)
