@@ -80,8 +80,8 @@ def test_ablation_presets_pin_their_grid():
     assert dict(gpu.hydra.sweeper.params) == {"model": "both,long_only,short_only,none",
                                                "depth.layers": "50,102,140", "trainer.seed": "0,1,2"}
     cpu = compose_config(["experiment=ablation_cpu"], return_hydra_config=True)
-    assert (cpu.dataset.name, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == ("isbi2012", 16, 128, "bf16")
-    assert cpu.trainer.epochs * cpu.trainer.samples_per_epoch // cpu.trainer.batch_size == 1500
+    assert (cpu.dataset.name, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == ("isbi2012", 16, 128, "auto")
+    assert cpu.trainer.epochs * cpu.trainer.samples_per_epoch // cpu.trainer.batch_size == 1000
     assert dict(cpu.hydra.sweeper.params)["depth.layers"] == "26,102"
 
 
