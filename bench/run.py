@@ -62,18 +62,21 @@ def isbi_volume(name: str) -> np.ndarray:
 
 
 def train_step_fn(cfg, batch: int):
-    """One training step of the configured net (forward, Dice loss, backward, RMSprop), as the trainer runs it."""
+    """One training step of the configured net (forward, Dice loss, backward, optimizer), as the trainer runs it."""
+    from skipexp.optim import build_optimizer
+
     runtime = Runtime.from_config(cfg.trainer)
     torch.manual_seed(0)
     model = runtime.prepare(build_model(cfg.model, cfg.depth, 1))
     model.train()
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-8, weight_decay=1e-4)
+    net, _ = runtime.compile(model)
+    optimizer, _ = build_optimizer(cfg.optimizer, model.parameters(), 1)
     image = runtime.to_device(torch.randn(batch, 1, SIZE, SIZE))
     label = runtime.to_device((torch.rand(batch, 1, SIZE, SIZE) < 0.22).float())
 
     def step() -> None:
         with runtime.autocast():
-            logits = model(image)
+            logits = net(image)
         loss = soft_dice_loss(logits, label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,22 +87,79 @@ def train_step_fn(cfg, batch: int):
     return step, model, image, runtime
 
 
+def top_ops(step, n: int = 6) -> list[tuple[str, float]]:
+    """The ``n`` ops with the most self time in one step (ms), from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        step()
+    device_time = torch.cuda.is_available()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_device_time_total if device_time
+                    else e.self_cpu_time_total, reverse=True)
+    return [(e.key, round((e.self_device_time_total if device_time else e.self_cpu_time_total) / 1000, 1))
+            for e in events[:n]]
+
+
 def child(kind: str, overrides: list[str], batch: int, repeats: int) -> dict:
-    """Run one train-step measurement in this (child) process; report time and peak memory."""
+    """Run one train-step measurement in this (child) process; report time, peak memory, FLOPs and a profile."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     cfg = compose_config(overrides)
     step, _, _, runtime = train_step_fn(cfg, batch)
-    seconds = median_time(step, repeats)
+    started = time.perf_counter()
+    step()  # warm-up (and the compile, when trainer.compile is on)
+    first_s = time.perf_counter() - started
+    seconds = median_time(step, repeats, warmup=1)
     if runtime.device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"kind": kind, "batch": batch, "step_s": seconds, "peak_mb": peak_mb}
+    out = {"kind": kind, "batch": batch, "step_s": seconds, "first_step_s": first_s, "peak_mb": peak_mb,
+           "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch.")}
+    if batch == 1 and kind in ("plain", "default"):
+        with FlopCounterMode(display=False) as counter:
+            step()
+        out["flops"] = counter.get_total_flops()
+        out["profile"] = top_ops(step)
+    return out
 
 
 def run_child(kind: str, overrides: list[str], batch: int, repeats: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--batch", str(batch), "--repeats",
-                          str(repeats), "--", *overrides], capture_output=True, text=True, check=True)
+                          str(repeats), "--", *overrides], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench child {kind} batch {batch} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def conv_peak(dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """FLOP/s of a large channels-last 3x3 convolution (forward), this machine's practical peak for ``dtype``."""
+    batch, channels, size = 4, 256, 128
+    x = torch.randn(batch, channels, size, size, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, dtype)
+    conv = conv.to(memory_format=torch.channels_last)
+    flops = 2 * batch * channels * channels * 9 * size * size
+
+    def run() -> None:
+        with torch.no_grad():
+            conv(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return flops / median_time(run, repeats)
+
+
+def sweep_wall(parallel: bool, cwd: Path) -> float:
+    """Wall time of a 2-job sweep (two seeds of a small synthetic run), in parallel (joblib) or in sequence."""
+    exe = Path(sys.executable).with_name("skipexp")
+    args = [str(exe), "-m", "trainer.seed=0,1", "model.width=16", "dataset.n_train=16", "dataset.n_val=4",
+            "trainer.epochs=3", "gradflow.enabled=false", f"hydra.sweep.dir={cwd / ('par' if parallel else 'seq')}"]
+    if parallel:
+        args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    started = time.perf_counter()
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -116,24 +176,70 @@ def main() -> None:
         return
 
     repeats = 2 if args.quick else 5
-    paper = ["depth=paper", "model.width=32"]
-    results: dict[str, float | str] = {"machine": platform.processor() or platform.machine(),
-                                       "torch": torch.__version__, "threads": torch.get_num_threads()}
+    paper = ["depth=paper", "model.width=32", "gradflow.enabled=false"]
+    device = Runtime.from_config(compose_config([]).trainer).device
+    results: dict = {"machine": platform.processor() or platform.machine(), "device": str(device),
+                     "cuda_device": torch.cuda.get_device_name() if device.type == "cuda" else None,
+                     "torch": torch.__version__, "threads": torch.get_num_threads()}
     rows: list[tuple[str, str, str]] = []
 
-    # train step: default configuration (gradient flow off, measured below) at batch 1 and 4
+    # train step of the paper's net: skipexp's default configuration vs plain eager fp32 (trainer=plain)
+    steps = {}
     for batch in (1, 4):
-        default = run_child("default", [*paper, "gradflow.enabled=false"], batch, repeats)
-        per_image = default["step_s"] / batch
+        plain = run_child("plain", [*paper, "trainer=plain"], batch, repeats)
+        default = run_child("default", paper, batch, repeats)
+        steps[batch] = (plain, default)
+        per_image, plain_per_image = default["step_s"] / batch, plain["step_s"] / batch
         results[f"train_s_per_img_b{batch}"] = per_image
         results[f"train_img_per_s_b{batch}"] = 1 / per_image
+        results[f"plain_s_per_img_b{batch}"] = plain_per_image
+        results[f"train_speedup_b{batch}"] = plain_per_image / per_image
         results[f"peak_mem_mb_b{batch}"] = default["peak_mb"]
+        results[f"plain_peak_mem_mb_b{batch}"] = plain["peak_mb"]
         rows.append((f"train step, paper net 512x512, batch {batch}", f"{per_image:.3f} s/image",
-                     f"{1 / per_image:.2f} img/s, peak {default['peak_mb']:.0f} MB"))
+                     f"{1 / per_image:.2f} img/s ({default['precision']}); plain fp32 {plain_per_image:.3f} s/image: "
+                     f"speedup {results[f'train_speedup_b{batch}']:.2f}x; peak {default['peak_mb']:.0f} MB "
+                     f"(plain {plain['peak_mb']:.0f} MB)"))
+    results["b4_vs_b1_per_image"] = results["train_s_per_img_b4"] / results["train_s_per_img_b1"]
 
-    # gradient-flow tracking at the default interval: its own work timed directly, against the plain step
+    # achieved FLOP/s of the step and the fraction of this machine's measured convolution peak
+    plain1, default1 = steps[1]
+    flops = default1["flops"]
+    peak_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(default1["precision"], torch.float32)
+    peaks = {"fp32": conv_peak(torch.float32, device, repeats)}
+    if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        peaks["bf16"] = conv_peak(torch.bfloat16, device, repeats)
+    peak = peaks["bf16" if peak_dtype == torch.bfloat16 else "fp32"]
+    results["step_gflop_per_image"] = flops / 1e9
+    results["achieved_gflops"] = flops / default1["step_s"] / 1e9
+    results["plain_achieved_gflops"] = flops / plain1["step_s"] / 1e9
+    results.update({f"peak_conv_gflops_{k}": v / 1e9 for k, v in peaks.items()})
+    results["flops_fraction_of_peak"] = flops / default1["step_s"] / peak
+    results["profile_plain_b1_ms"] = plain1["profile"]
+    results["profile_default_b1_ms"] = default1["profile"]
+    rows.append(("model FLOP/s of the batch-1 step", f"{results['achieved_gflops']:.0f} GFLOP/s",
+                 f"{flops / 1e9:.0f} GFLOP per image-step; {100 * results['flops_fraction_of_peak']:.0f}% of the "
+                 f"measured {default1['precision']} conv peak ("
+                 + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()) + " GFLOP/s); plain fp32 "
+                 f"{results['plain_achieved_gflops']:.0f} GFLOP/s"))
+
+    # activation checkpointing: peak memory and time at batch 1, and a 500-layer net at 512 x 512
+    ckpt = run_child("checkpointing", [*paper, "model.checkpointing=true"], 1, max(2, repeats // 2))
+    results["checkpointing_peak_mem_mb_b1"] = ckpt["peak_mb"]
+    results["checkpointing_mem_ratio"] = ckpt["peak_mb"] / results["peak_mem_mb_b1"]
+    results["checkpointing_time_ratio"] = ckpt["step_s"] / default1["step_s"]
+    deep = run_child("deep502", ["depth=502", "model.width=32", "gradflow.enabled=false", "model.checkpointing=true"],
+                     1, 2)
+    results["deep502_checkpointing_peak_mem_mb"] = deep["peak_mb"]
+    results["deep502_checkpointing_step_s"] = deep["step_s"]
+    rows.append(("activation checkpointing, batch 1", f"{ckpt['peak_mb']:.0f} MB",
+                 f"{results['checkpointing_mem_ratio']:.2f}x the peak memory at "
+                 f"{results['checkpointing_time_ratio']:.2f}x the time; 502-layer net at 512x512: "
+                 f"{deep['peak_mb']:.0f} MB, {deep['step_s']:.1f} s/step"))
+
+    # gradient-flow tracking at the default interval: its own work timed directly, against the default step
     cfg = compose_config(paper)
-    every = int(cfg.gradflow.every)
+    every = int(compose_config([]).gradflow.every)
     step, model, _, _ = train_step_fn(cfg, 1)
     t_step = median_time(step, repeats)
     from torch.utils.tensorboard import SummaryWriter
@@ -181,10 +287,24 @@ def main() -> None:
     results["metrics_volume_s"] = median_time(lambda: challenge_scores(proposal, truth), 1, warmup=0)
     rows.append(("V_rand + V_info, 30x512x512, 11 thresholds", f"{results['metrics_volume_s']:.1f} s", ""))
 
+    # a 2-job sweep: in parallel (joblib, cores split between the jobs) vs one job after the other
+    if device.type == "cpu":
+        with tempfile.TemporaryDirectory(prefix="skipexp-bench-sweep-") as tmp:
+            results["sweep_sequential_s"] = sweep_wall(False, Path(tmp))
+            results["sweep_parallel_s"] = sweep_wall(True, Path(tmp))
+        results["sweep_parallel_speedup"] = results["sweep_sequential_s"] / results["sweep_parallel_s"]
+        rows.append(("2-job sweep, joblib parallel vs sequential", f"{results['sweep_parallel_s']:.0f} s",
+                     f"sequential {results['sweep_sequential_s']:.0f} s: {results['sweep_parallel_speedup']:.2f}x"))
+
     width = max(len(r[0]) for r in rows)
-    print(f"skipexp bench on {results['machine']} ({results['threads']} threads), torch {results['torch']}")
+    where = results["cuda_device"] or results["machine"]
+    print(f"skipexp bench on {where} ({results['threads']} threads), torch {results['torch']}")
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>16}  {note}")
+    for kind in ("plain", "default"):
+        ops = ", ".join(f"{op} {ms:.0f}" for op, ms in results[f"profile_{kind}_b1_ms"])
+        print(f"  top ops of the batch-1 step, {kind} (self ms): {ops}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 

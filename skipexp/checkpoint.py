@@ -18,19 +18,65 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable or does not fit."""
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` through a temporary file in the same folder, fsync, then rename."""
+def previous(path: Path) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: dict[str, Any], path: Path, keep_previous: bool = False) -> None:
+    """Write ``state`` to ``path`` through a temporary file in the same folder, fsync, then rename.
+
+    With ``keep_previous`` the file it replaces becomes ``<name>.prev.pt``, so a
+    resume has a good checkpoint to fall back on whatever happens to the newest.
+    A full disk or an unwritable folder is one sentence, and the old file stays.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous(path))
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}); free disk space or "
+                              "make the run folder writable, then resume with resume=RUN_DIR.") from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames themselves durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_latest(path: Path) -> tuple[dict[str, Any], Path, str | None]:
+    """The newest readable of ``path`` and its ``.prev`` sibling, the file it came from, and why the newest
+    was passed over (None when it was not)."""
+    try:
+        return load_checkpoint(path), path, None
+    except CheckpointError as err:
+        fallback = previous(path)
+        if not fallback.is_file():
+            raise
+        return load_checkpoint(fallback), fallback, str(err)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -39,6 +85,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass checkpoint=PATH to a file under a run's "
                               "checkpoints/ folder.")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt (not the zip archive torch.save writes).")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

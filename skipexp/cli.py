@@ -24,7 +24,7 @@ from skipexp.errors import UserError, describe_error
 from skipexp.evaluate import Inference, evaluate, membrane_probability
 from skipexp.losses import get_loss
 from skipexp.models import build_model
-from skipexp.rundir import RESULTS, check_fresh, run_header, summary_line, write_json
+from skipexp.rundir import CHECKPOINTS, RESULTS, check_fresh, run_header, summary_line, write_json
 from skipexp.runtime import Runtime
 from skipexp.sweep import SweepSummary
 
@@ -129,8 +129,10 @@ def dispatch(cfg: DictConfig) -> None:
     if cfg.mode == "train":
         from skipexp.train import train
 
-        check_fresh(run_dir)
-        results = train(cfg, run_dir)
+        resume = resumable(run_dir, cfg.resume)
+        if not resume:  # resume=auto before any checkpoint: a job killed that early simply starts again
+            check_fresh(run_dir, restart=cfg.resume == "auto")
+        results = train(cfg, run_dir, resume=resume)
         if results:  # empty on ranks other than 0, which write nothing
             log.info(f"run folder: {run_dir} (best val_dice {results['best']['val_dice']:.4f}, "
                      f"{results['wall_s']:.0f} s)")
@@ -154,7 +156,7 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         if multirun:  # the other jobs go on; SweepSummary lists this one at the end
             return {"error": str(err)}
         print(f"skipexp: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))
     except Exception as err:  # a crash in one job of a sweep must not stop the others
         if not multirun or os.environ.get("SKIPEXP_TRACEBACK"):
             raise
@@ -187,6 +189,36 @@ def job_dirname(overrides: list[str]) -> str:
 OmegaConf.register_new_resolver("skipexp_dirname", job_dirname, replace=True)
 
 
+def resumable(run_dir: Path, resume: str | None) -> bool:
+    """Whether this training run continues from a checkpoint in its folder (``resume=RUN_DIR`` or ``auto``)."""
+    if resume is None:
+        return False
+    has_checkpoint = any((run_dir / CHECKPOINTS / name).is_file() for name in ("last.pt", "last.prev.pt"))
+    if str(resume) == "auto":
+        return has_checkpoint
+    if not has_checkpoint:
+        raise UserError(f"resume={resume}: {run_dir} holds no checkpoint to continue from (checkpoints/last.pt); "
+                        "give the folder of an interrupted training run.")
+    return True
+
+
+def resume_overrides(args: list[str]) -> list[str]:
+    """``resume=RUN_DIR``: the run's own overrides first (from its .hydra/overrides.yaml), then the run folder,
+    then whatever else was given, so ``skipexp resume=RUN_DIR`` alone continues the run as it was configured."""
+    given = [a for a in args if a.startswith("resume=")]
+    if not given:
+        return args
+    run_dir = Path(given[-1].partition("=")[2])
+    if str(run_dir) in ("auto", "null", "None", ""):
+        return args
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise UserError(f"resume={run_dir} is not a run folder (no {saved}); give the folder of an interrupted "
+                        "training run, such as outputs/runs/<run>.")
+    earlier = [str(o) for o in OmegaConf.load(saved) if not str(o).startswith(("resume=", "hydra."))]
+    return [*earlier, *args, f"hydra.run.dir={run_dir}"]
+
+
 def normalise_overrides(args: list[str]) -> list[str]:
     """Turn ``depth=102`` (or a sweep ``depth=26,50``) into ``depth.layers=...``.
 
@@ -212,7 +244,12 @@ def main() -> None:
     if os.environ.get("RANK", "0") not in ("", "0"):  # torchrun's other ranks: a private folder, removed at the end
         scratch = tempfile.mkdtemp(prefix="skipexp-rank-")
     extra = [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"] if scratch else []
-    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:]), *extra]
+    try:
+        args = resume_overrides(normalise_overrides(sys.argv[1:]))
+    except UserError as err:
+        print(f"skipexp: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *args, *extra]
     try:
         _hydra_main()
     finally:

@@ -170,6 +170,24 @@ class GradFlow:
             out[f"update_{key}"] = np.array(self.update[key], dtype=np.float32).reshape(-1, n_main)
         return out
 
+    def state_dict(self) -> dict[str, object]:
+        """What a checkpoint keeps so a resumed run continues these arrays (tensors only: weights_only loading)."""
+        arrays = self.arrays()
+        state: dict[str, object] = {key: torch.from_numpy(value) for key, value in arrays.items()
+                                    if value.dtype.kind in "fiu"}
+        state["epoch_start"] = self._start
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Continue from a checkpoint's ``state_dict``."""
+        self.steps = [int(s) for s in state["steps"]]
+        self.grad_norm = list(state["grad_norm"].numpy())
+        self.aux_grad_norm = list(state["aux_grad_norm"].numpy())
+        self.epochs = [int(e) for e in state["epochs"]]
+        self.update = {key: list(state[f"update_{key}"].numpy()) for key in UPDATE_STATS}
+        self.aux_update_mean = list(state["aux_update_mean"].numpy())
+        self._start = state["epoch_start"]
+
     def save(self, run_dir: Path) -> list[tuple[str, Path]]:
         """Write gradflow.npz (atomically) and the latest heat maps as PNG; return (measure, PNG) pairs written."""
         arrays = self.arrays()
@@ -188,7 +206,8 @@ class GradFlow:
         """TensorBoard: one scalar per layer, grouped by stage (``grad_norm/<stage>/<layer>``), and a histogram."""
         for name, stage, value in zip(self.layer_names, self.stages, norms, strict=True):
             writer.add_scalar(f"grad_norm/{stage}/{name.removeprefix(stage + '.')}", float(value), step)
-        writer.add_histogram("gradflow/layer_grad_norm", norms, step)
+        if np.isfinite(norms).all():  # a histogram of inf/nan would fail (trainer.on_nan=skip runs can have them)
+            writer.add_histogram("gradflow/layer_grad_norm", norms, step)
         for stage, median in self.stage_medians().items():
             writer.add_scalar(f"gradflow/median_grad_norm/{stage}", median, step)
         ratio = self.first_last_ratio()
@@ -202,7 +221,8 @@ class GradFlow:
         mean = self.update["mean"][-1]
         for name, stage, value in zip(self.layer_names, self.stages, mean, strict=True):
             writer.add_scalar(f"update/{stage}/{name.removeprefix(stage + '.')}", float(value), step)
-        writer.add_histogram("gradflow/layer_update_mean", mean, step)
+        if np.isfinite(mean).all():
+            writer.add_histogram("gradflow/layer_update_mean", mean, step)
 
     @staticmethod
     def log_heatmaps(writer, step: int, pngs: list[tuple[str, Path]]) -> None:

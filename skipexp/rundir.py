@@ -54,9 +54,14 @@ def summary_line(header: dict[str, Any]) -> str:
             f"({header['precision']})")
 
 
-def check_fresh(run_dir: Path) -> None:
-    """Refuse to train into a folder that already holds a run, so nothing earlier is overwritten."""
-    taken = [name for name in (RESULTS, CHECKPOINTS, TENSORBOARD) if (run_dir / name).exists()]
+def check_fresh(run_dir: Path, restart: bool = False) -> None:
+    """Refuse to train into a folder that already holds a run, so nothing earlier is overwritten.
+
+    ``restart`` (resume=auto, no checkpoint yet) accepts the traces of a job killed
+    before its first checkpoint: it had no results, and its events are purged.
+    """
+    names = (RESULTS,) if restart else (RESULTS, CHECKPOINTS, TENSORBOARD)
+    taken = [name for name in names if (run_dir / name).exists()]
     if taken:
         raise UserError(f"run folder {run_dir} already holds a run ({', '.join(taken)}); pick a new folder with "
                         "hydra.run.dir=PATH.")

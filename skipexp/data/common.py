@@ -86,18 +86,27 @@ class ShardedBatches(Sampler):
 
     def __init__(self, stream: SampleStream, batch_size: int, shard) -> None:
         self.stream, self.batch_size, self.shard = stream, batch_size, shard
+        self._skip = 0
 
     def __len__(self) -> int:
         return math.ceil(len(self.stream) / self.batch_size)
 
+    def skip_next(self, batches: int) -> None:
+        """Let the next pass start after its first ``batches`` batches (a run resumed mid-epoch)."""
+        self._skip = batches
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        skip, self._skip = self._skip, 0
         batch: list[tuple[int, int]] = []
+        count = 0
         for item in self.stream:
             batch.append(item)
             if len(batch) == self.batch_size:
-                yield self.shard(batch)
+                count += 1
+                if count > skip:
+                    yield self.shard(batch)
                 batch = []
-        if batch:
+        if batch and count + 1 > skip:
             yield self.shard(batch)
 
 
