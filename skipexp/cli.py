@@ -235,6 +235,72 @@ def normalise_overrides(args: list[str]) -> list[str]:
     return out
 
 
+def _type_name(value: object) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number"}[type(value)]
+
+
+def check_override_types(args: list[str], cfg: DictConfig) -> None:
+    """Each ``key=value`` override must have the type of the value it replaces (the configs have no schema)."""
+    choices = [a for a in args if "=" in a and "." not in a.partition("=")[0]]
+    reference = compose_config(choices)
+    for arg in args:
+        key, sep, _ = arg.partition("=")
+        if not sep or "." not in key or key.startswith(("hydra.", "+", "~")):
+            continue
+        default, value = OmegaConf.select(reference, key), OmegaConf.select(cfg, key)
+        if not isinstance(default, bool | int | float) or value is None:
+            continue
+        ok = isinstance(value, bool) if isinstance(default, bool) else (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            and (isinstance(default, float) or isinstance(value, int)))
+        if not ok:
+            shown = str(default).lower() if isinstance(default, bool) else default
+            raise UserError(f"{key}={value!r} should be {_type_name(default)} (the default is {shown}); "
+                            f"give e.g. {key}={shown}.")
+
+
+def _writable_parent(folder: Path) -> None:
+    """The run folder must be creatable: try a scratch folder in its nearest existing ancestor."""
+    import tempfile
+
+    ancestor = folder.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".skipexp-write-test-", dir=ancestor)).rmdir()
+    except OSError as err:
+        raise UserError(f"the output folder {folder} cannot be created ({ancestor}: {err.strerror or err}); "
+                        "pick a writable place with hydra.run.dir=PATH.") from err
+
+
+def preflight(args: list[str]) -> None:
+    """Check a single run's overrides before Hydra starts, so a bad one is one sentence instead of a report:
+    unknown group options (with the valid ones), unknown keys, unparsable values, wrong types, and an output
+    folder that cannot be created. Sweeps (-m) and Hydra's own flags are left to Hydra."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    if any(a.startswith("-") for a in args):
+        return
+    try:
+        cfg = compose_config(args, return_hydra_config=True)
+    except MissingConfigException as err:
+        group, _, choice = str(err.missing_cfg_file or "").rpartition("/")
+        options = ", ".join(err.options or [])
+        raise UserError(f"{group}={choice} is not an option of {group}; pick one of {options}.") from err
+    except OverrideParseException as err:
+        raise UserError(f"an override could not be parsed ({str(err).splitlines()[0]}); write overrides as "
+                        "key=value, quoting values with spaces or brackets.") from err
+    except ConfigCompositionException as err:
+        lines = str(err).splitlines()
+        key = lines[0].removeprefix("Could not override '").rstrip("'.") if lines else ""
+        if lines and lines[0].startswith("Could not override"):
+            raise UserError(f"{key} is not a key of this config; check the spelling against `skipexp --cfg job` "
+                            f"(or add a new key with +{key}=VALUE).") from err
+        raise UserError(f"the config could not be composed ({' '.join(lines)[:300]}).") from err
+    check_override_types(args, cfg)
+    _writable_parent(Path(cfg.hydra.run.dir))
+
+
 def main() -> None:
     """Console-script entry point."""
     import shutil
@@ -246,7 +312,10 @@ def main() -> None:
     extra = [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"] if scratch else []
     try:
         args = resume_overrides(normalise_overrides(sys.argv[1:]))
+        preflight(args)
     except UserError as err:
+        if os.environ.get("SKIPEXP_TRACEBACK"):
+            raise
         print(f"skipexp: error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [sys.argv[0], *args, *extra]

@@ -21,8 +21,13 @@ TENSORBOARD = "tb"
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as indented JSON through a temporary file and a rename."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {path} ({err.strerror or err}); free disk space or make the run folder "
+                        "writable (the previous copy, if any, is intact).") from err
 
 
 def run_header(mode: str, model_cfg: DictConfig, model: FCResNet, runtime: Runtime, dataset: str) -> dict[str, Any]:

@@ -76,6 +76,38 @@ def test_training_into_a_used_folder_is_refused_and_keeps_the_earlier_run(traine
     assert (run / "results.json").read_bytes() == before
 
 
+BAD_INPUTS = [  # (overrides, words the one sentence must contain)
+    (["model=foo"], "model=foo is not an option of model; pick one of both, long_only, none, short_only"),
+    (["trainer.epochs=abc"], "trainer.epochs='abc' should be a whole number"),
+    (["trainer.channels_last=3"], "trainer.channels_last=3 should be true or false"),
+    (["trainer.lr=3"], "trainer.lr is not a key of this config"),
+    (["trainer.epochs=[1"], "an override could not be parsed"),
+    (["dataset=isbi2012", "dataset.root=missing"], "missing"),
+    (["trainer.crop=999"], "trainer.crop=999 is larger than the smallest training image"),
+    (["depth=27"], "nearest reachable depths are 26 and 28"),
+    (["mode=eval", "checkpoint=nope.pt"], "nope.pt does not exist"),
+    (["resume=nope"], "resume=nope is not a run folder"),
+    (["hydra.run.dir=/proc/skipexp/run"], "cannot be created"),
+    (["trainer.batch_size=0"], "must each be at least 1"),
+    (["trainer.on_nan=ignore"], "trainer.on_nan='ignore' is not one of stop, skip"),
+]
+
+
+@pytest.mark.parametrize("overrides,words", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_input_is_one_sentence_and_keeps_earlier_runs(trained, overrides, words):
+    """Each bad input: exit 2, one line on stderr naming the value, no traceback, the earlier run untouched."""
+    work, run = trained
+    from tests.conftest import TINY
+
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    tiny = [o for o in TINY if not (o.startswith("dataset.") and any(x.startswith("dataset=") for x in overrides))]
+    proc = run_cli([*tiny, *overrides], work, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skipexp: error: ") and words in lines[0], proc.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_unreachable_depth_is_one_sentence(tmp_path):
     proc = run_cli(["mode=summary", "depth=27"], tmp_path, check=False)
     assert proc.returncode == 2
