@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -48,10 +49,15 @@ def assert_same_run(run: Path, reference: Path) -> None:
     assert _loss_events(run) == _loss_events(reference)  # no gap, no duplicate, same values
 
 
+REFERENCE_WALL_S: list[float] = []  # how long the uninterrupted run took, to spread the kills over
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("reference")
+    started = time.perf_counter()
     run_cli([*RUN, "hydra.run.dir=run"], cwd)
+    REFERENCE_WALL_S.append(time.perf_counter() - started)
     return cwd / "run"
 
 
@@ -161,18 +167,34 @@ def test_on_nan_skip_drops_the_bad_steps_and_finishes(tmp_path, monkeypatch, fau
 def test_ten_sigkills_at_random_moments_resume_to_the_same_weights(tmp_path, reference):
     """Each trial: kill -9 at a random moment (during a step, a validation or a checkpoint write), resume, repeat."""
     rng = random.Random(2026)
+    wall = REFERENCE_WALL_S[0]
+    args = [*RUN, "resume=auto", "hydra.run.dir=run"]
     for trial in range(10):
         cwd = tmp_path / f"trial{trial}"
-        cwd.mkdir()
-        args = [*RUN, "resume=auto", "hydra.run.dir=run"]
-        for _attempt in range(20):
-            proc = _start(args, cwd)
-            try:
-                proc.wait(timeout=rng.uniform(2.0, 9.0))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                continue
-            assert proc.returncode == 0, proc.stderr.read()
-            break
+        killed = False
+        for fraction in [rng.uniform(0.15, 0.85), 0.3, 0.2, 0.1]:  # the first kill: a random moment of the run
+            shutil.rmtree(cwd, ignore_errors=True)
+            cwd.mkdir()
+            killed = _run_until(args, cwd, fraction * wall)
+            if killed:
+                break
+        assert killed, f"trial {trial}: the run always finished before the kill"
+        for _attempt in range(30):  # resume, killed again at random moments, until the run completes
+            if not _run_until(args, cwd, rng.uniform(0.3, 1.2) * wall):
+                break
+        else:
+            raise AssertionError(f"trial {trial} never finished")
         assert_same_run(cwd / "run", reference)
+
+
+def _run_until(args: list[str], cwd: Path, seconds: float) -> bool:
+    """Run skipexp for at most ``seconds``; SIGKILL it then (True) or let it finish successfully (False)."""
+    proc = _start(args, cwd)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait()
+        return True
+    assert proc.returncode == 0, proc.stderr.read()
+    return False
