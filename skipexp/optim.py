@@ -22,12 +22,13 @@ def build_optimizer(cfg: DictConfig, params: Iterable[torch.nn.Parameter], epoch
     """
     if cfg.name == "rmsprop":
         opt = torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps,
-                                  weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+                                  weight_decay=cfg.weight_decay, momentum=cfg.momentum, foreach=True)
     elif cfg.name == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+                               foreach=True)
     elif cfg.name == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                              weight_decay=cfg.weight_decay)
+                              weight_decay=cfg.weight_decay, foreach=True)
     else:
         raise ConfigError(f"optimizer={cfg.name!r} is not one of {', '.join(OPTIMIZERS)}")
     if cfg.schedule == "step":

@@ -156,14 +156,14 @@ class FCResNet(nn.Module):
         return self.classifier(x)[..., :height, :width]
 
     def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """Run one stage; with ``checkpointing`` while training, keep only each block's input for backward."""
+        """Run one stage; with ``checkpointing`` while training, keep only the stage's input for backward and
+        recompute its blocks then (per stage, not per block: a bottleneck's input is its widest tensor, so
+        keeping every block's input would save little)."""
         stage = getattr(self, name)
         if not (self.spec.checkpointing and self.training and torch.is_grad_enabled()):
             return stage(x)
-        for block in stage if isinstance(stage, nn.Sequential) else [stage]:
-            x = checkpoint(block, x, use_reentrant=False,
-                           context_fn=lambda block=block: (contextlib.nullcontext(), _frozen_norm_stats(block)))
-        return x
+        return checkpoint(stage, x, use_reentrant=False,
+                          context_fn=lambda: (contextlib.nullcontext(), _frozen_norm_stats(stage)))
 
 
 @contextlib.contextmanager
