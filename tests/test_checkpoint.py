@@ -81,3 +81,15 @@ def test_an_unwritable_folder_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", denied)  # tests run as root here, where chmod would not stop a write
     with pytest.raises(CheckpointError, match=r"could not write checkpoint .*Permission denied.*writable"):
         save_checkpoint(_state(1.0), tmp_path / "last.pt")
+
+
+def test_a_kill_mid_write_leaves_the_previous_checkpoint_intact(tmp_path):
+    """What SIGKILL during save_checkpoint leaves behind: a partial temporary file beside an intact last.pt."""
+    path = tmp_path / "last.pt"
+    save_checkpoint(_state(1.0), path, keep_previous=True)
+    partial = tmp_path / ".last.pt.abc123.tmp"
+    partial.write_bytes(path.read_bytes()[:100])  # the write was cut short before the rename
+    state, source, why = load_latest(path)
+    assert source == path and why is None and state["model"]["w"][0] == 1.0
+    save_checkpoint(_state(2.0), path, keep_previous=True)  # the next save is not disturbed by the leftover
+    assert load_checkpoint(path)["model"]["w"][0] == 2.0 and load_checkpoint(previous(path))["model"]["w"][0] == 1.0
