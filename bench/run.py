@@ -69,7 +69,7 @@ def train_step_fn(cfg, batch: int):
     torch.manual_seed(0)
     model = runtime.prepare(build_model(cfg.model, cfg.depth, 1))
     model.train()
-    net, _ = runtime.compile(model)
+    net = runtime.compile(model)
     optimizer, _ = build_optimizer(cfg.optimizer, model.parameters(), 1)
     image = runtime.to_device(torch.randn(batch, 1, SIZE, SIZE))
     label = runtime.to_device((torch.rand(batch, 1, SIZE, SIZE) < 0.22).float())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -30,12 +32,26 @@ def save_checkpoint(state: dict[str, Any], path: Path, keep_previous: bool = Fal
     resume has a good checkpoint to fall back on whatever happens to the newest.
     A full disk or an unwritable folder is one sentence, and the old file stays.
     """
+    _write_atomically(path, lambda handle: torch.save(state, handle), keep_previous)
+
+
+def copy_checkpoint(source: Path, path: Path) -> None:
+    """Copy a written checkpoint to ``path`` as atomically as ``save_checkpoint`` writes one (no re-serialising)."""
+    def copy(handle: BinaryIO) -> None:
+        with source.open("rb") as src:
+            shutil.copyfileobj(src, handle)
+
+    _write_atomically(path, copy)
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None], keep_previous: bool = False) -> None:
+    """Temporary file in the same folder, ``write`` into it, flush, fsync, (keep the old file,) rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         if keep_previous and path.exists():

@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 import numpy as np
@@ -17,14 +18,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from skipexp.checkpoint import load_checkpoint
+from skipexp.checkpoint import load_checkpoint, previous
 from skipexp.data import build_data, dataset_channels
 from skipexp.data.common import standardise
 from skipexp.errors import UserError, describe_error
 from skipexp.evaluate import Inference, evaluate, membrane_probability
 from skipexp.losses import get_loss
 from skipexp.models import build_model
-from skipexp.rundir import CHECKPOINTS, RESULTS, check_fresh, run_header, summary_line, write_json
+from skipexp.rundir import CHECKPOINTS, LAST_CHECKPOINT, RESULTS, check_fresh, run_header, summary_line, write_json
 from skipexp.runtime import Runtime
 from skipexp.sweep import SweepSummary
 
@@ -144,6 +145,12 @@ def dispatch(cfg: DictConfig) -> None:
         run_summary(cfg, run_dir)
 
 
+def _fail(err: UserError) -> NoReturn:
+    """A user's error: its one sentence on stderr, and exit 2 (or the error's own code, e.g. 128 + signal)."""
+    print(f"skipexp: error: {err}", file=sys.stderr)
+    sys.exit(getattr(err, "exit_code", 2))
+
+
 @hydra.main(version_base=None, config_path=str(find_conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> dict | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -155,8 +162,7 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         log.error(f"skipexp: error: {err}")
         if multirun:  # the other jobs go on; SweepSummary lists this one at the end
             return {"error": str(err)}
-        print(f"skipexp: error: {err}", file=sys.stderr)
-        sys.exit(getattr(err, "exit_code", 2))
+        _fail(err)
     except Exception as err:  # a crash in one job of a sweep must not stop the others
         if not multirun or os.environ.get("SKIPEXP_TRACEBACK"):
             raise
@@ -193,7 +199,8 @@ def resumable(run_dir: Path, resume: str | None) -> bool:
     """Whether this training run continues from a checkpoint in its folder (``resume=RUN_DIR`` or ``auto``)."""
     if resume is None:
         return False
-    has_checkpoint = any((run_dir / CHECKPOINTS / name).is_file() for name in ("last.pt", "last.prev.pt"))
+    last = run_dir / CHECKPOINTS / LAST_CHECKPOINT
+    has_checkpoint = last.is_file() or previous(last).is_file()
     if str(resume) == "auto":
         return has_checkpoint
     if not has_checkpoint:
@@ -316,8 +323,7 @@ def main() -> None:
     except UserError as err:
         if os.environ.get("SKIPEXP_TRACEBACK"):
             raise
-        print(f"skipexp: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _fail(err)
     sys.argv = [sys.argv[0], *args, *extra]
     try:
         _hydra_main()

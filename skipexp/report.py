@@ -372,6 +372,12 @@ def _figure(n_rows: int, n_cols: int, width: float, height: float):
     return fig, fig.subplots(n_rows, n_cols, squeeze=False)
 
 
+def _label(ax, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
 def _colours(variants: list[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
@@ -402,9 +408,7 @@ def curves_figure(runs: list[Run], out: Path) -> Path:
                         linewidth=2.4, marker="o", markersize=3, label=f"{variant} (n={len(group)})")
             ax.set_title(f"{depth} layers", fontsize=10)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
+            _label(ax, "epoch", label)
         axes[0, 0].legend(fontsize=8)
     fig.savefig(out, format="png")
     return out
@@ -427,9 +431,7 @@ def score_vs_depth_figure(rows: list[dict[str, Any]], out: Path) -> Path:
                         color=colours[variant], marker="o", capsize=3, linewidth=1.6, label=variant)
         ax.set_xticks(range(len(depths)), [str(d) for d in depths])
         ax.set_xlim(-0.5, len(depths) - 0.5)
-        ax.set_xlabel("depth (layers)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
+        _label(ax, "depth (layers)", label)
     axes[0, 0].legend(fontsize=8)
     fig.savefig(out, format="png")
     return out

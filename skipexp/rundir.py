@@ -15,6 +15,8 @@ from skipexp.runtime import Runtime
 
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.pt"  # written after every epoch; the one before it is kept as last.prev.pt
+BEST_CHECKPOINT = "best.pt"  # the best validation Dice so far
 TENSORBOARD = "tb"
 
 

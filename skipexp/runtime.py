@@ -13,7 +13,6 @@ import ctypes
 import os
 import random
 import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,14 +114,9 @@ class Runtime:
             use_fast_dropout(model)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
-    def compile(self, model: torch.nn.Module) -> tuple[torch.nn.Module, float]:
-        """``torch.compile`` the step's model when asked for; the compile happens at the first step (lazily),
-        so the second value (seconds spent here) is only the wrapper's cost."""
-        if self.compile_mode is None:
-            return model, 0.0
-        started = time.perf_counter()
-        compiled = torch.compile(model, mode=self.compile_mode)
-        return compiled, time.perf_counter() - started
+    def compile(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``torch.compile`` the step's model when asked for (it compiles lazily, at the first step)."""
+        return model if self.compile_mode is None else torch.compile(model, mode=self.compile_mode)
 
     def seed_everything(self) -> None:
         """Seed Python, NumPy and torch so the same seed and config give the same run on CPU."""

@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from skipexp.errors import describe_error
+from skipexp.rundir import write_json
 
 log = logging.getLogger("skipexp.sweep")
 SUMMARY = "sweep_summary.json"
@@ -45,7 +46,7 @@ class SweepSummary(Callback):
         folder.mkdir(parents=True, exist_ok=True)
         record = {"job": folder.name, "folder": str(folder), "status": "failed" if error else "completed",
                   "error": error}
-        (folder / JOB_STATUS).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(folder / JOB_STATUS, record)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -53,7 +54,7 @@ class SweepSummary(Callback):
         jobs = [json.loads(path.read_text()) for path in sorted(sweep_dir.glob(f"*/{JOB_STATUS}"))]
         failed = [job for job in jobs if job["status"] == "failed"]
         SweepSummary.failed = failed
-        (sweep_dir / SUMMARY).write_text(json.dumps({"jobs": jobs}, indent=2) + "\n")
+        write_json(sweep_dir / SUMMARY, {"jobs": jobs})
         log.info(f"sweep: {len(jobs) - len(failed)} of {len(jobs)} jobs completed ({sweep_dir})")
         for job in failed:
             log.error(f"sweep: job {job['job'] or job['folder']} failed: {job['error']}")

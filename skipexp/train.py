@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -28,7 +26,7 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from skipexp.checkpoint import CheckpointError, load_latest, save_checkpoint
+from skipexp.checkpoint import CheckpointError, copy_checkpoint, load_latest, save_checkpoint
 from skipexp.data import build_data
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import SampleStream, ShardedBatches, pad_collate
@@ -38,7 +36,16 @@ from skipexp.gradflow import GradFlow
 from skipexp.losses import get_loss
 from skipexp.models import build_model
 from skipexp.optim import build_optimizer
-from skipexp.rundir import CHECKPOINTS, RESULTS, TENSORBOARD, run_header, summary_line, write_json
+from skipexp.rundir import (
+    BEST_CHECKPOINT,
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    RESULTS,
+    TENSORBOARD,
+    run_header,
+    summary_line,
+    write_json,
+)
 from skipexp.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -157,7 +164,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
     dist, main = runtime.dist, runtime.dist.is_main
     runtime.seed_everything()
     checkpoints = run_dir / CHECKPOINTS
-    last = checkpoints / "last.pt"
+    last = checkpoints / LAST_CHECKPOINT
     state: dict[str, Any] | None = None
     if resume:
         state, source, passed_over = load_latest(last)
@@ -193,7 +200,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
         if gradflow.enabled and state.get("gradflow"):
             gradflow.load_state_dict(state["gradflow"])
         _set_rng_state(state["rng"])
-    net, _ = runtime.compile(dist.wrap(model, runtime.device))  # what the step runs; ``model`` is measured and saved
+    net = runtime.compile(dist.wrap(model, runtime.device))  # what the step runs; ``model`` is measured and saved
     if main:
         log.info(summary_line(header) + (f", {dist.world_size} processes" if dist.enabled else ""))
         if state is not None:
@@ -298,8 +305,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
                     early_stop = dist.broadcast(early_stop)
                 save(epoch, 0)
                 if main and best is not None and best["epoch"] == epoch:
-                    shutil.copyfile(last, checkpoints / "best.pt.tmp")
-                    os.replace(checkpoints / "best.pt.tmp", checkpoints / "best.pt")
+                    copy_checkpoint(last, checkpoints / BEST_CHECKPOINT)
                 if signals.signum is not None and epoch < trainer.epochs:
                     raise Stopped(_stopped_message(signals.signum, step, run_dir), signals.signum)
                 if early_stop:

@@ -93,3 +93,12 @@ def test_a_kill_mid_write_leaves_the_previous_checkpoint_intact(tmp_path):
     assert source == path and why is None and state["model"]["w"][0] == 1.0
     save_checkpoint(_state(2.0), path, keep_previous=True)  # the next save is not disturbed by the leftover
     assert load_checkpoint(path)["model"]["w"][0] == 2.0 and load_checkpoint(previous(path))["model"]["w"][0] == 1.0
+
+
+def test_copy_checkpoint_writes_the_same_file_atomically(tmp_path):
+    from skipexp.checkpoint import copy_checkpoint
+
+    save_checkpoint(_state(3.0), tmp_path / "last.pt")
+    copy_checkpoint(tmp_path / "last.pt", tmp_path / "best.pt")
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary file left
