@@ -101,21 +101,38 @@ def top_ops(step, n: int = 6) -> list[tuple[str, float]]:
             for e in events[:n]]
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
 def child(kind: str, overrides: list[str], batch: int, repeats: int) -> dict:
-    """Run one train-step measurement in this (child) process; report time, peak memory, FLOPs and a profile."""
+    """Run one train-step measurement in this (child) process; report times, peak memory, FLOPs and a profile.
+
+    ``peak_mb`` is the whole process's peak (RSS on CPU, max allocated on CUDA); ``step_mb`` is the part of it
+    the training steps added on top of what the process held before its first step (interpreter, libraries,
+    the built model): activations, gradients, optimizer state and temporaries.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = compose_config(overrides)
     step, _, _, runtime = train_step_fn(cfg, batch)
+    before_mb = torch.cuda.memory_allocated() / 2**20 if runtime.device.type == "cuda" else rss_mb()
     started = time.perf_counter()
     step()  # warm-up (and the compile, when trainer.compile is on)
     first_s = time.perf_counter() - started
-    seconds = median_time(step, repeats, warmup=1)
+    step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
     if runtime.device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = {"kind": kind, "batch": batch, "step_s": seconds, "first_step_s": first_s, "peak_mb": peak_mb,
+    out = {"kind": kind, "batch": batch, "step_s": statistics.median(times), "times": times, "first_step_s": first_s,
+           "peak_mb": peak_mb, "step_mb": peak_mb - before_mb,
            "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch.")}
     if batch == 1 and kind in ("plain", "default"):
         with FlopCounterMode(display=False) as counter:
@@ -186,8 +203,12 @@ def main() -> None:
     # train step of the paper's net: skipexp's default configuration vs plain eager fp32 (trainer=plain)
     steps = {}
     for batch in (1, 4):
-        plain = run_child("plain", [*paper, "trainer=plain"], batch, repeats)
-        default = run_child("default", paper, batch, repeats)
+        # batch 1 alternates plain and default twice, so that a slow spell of a shared machine hits both
+        rounds = [(run_child("plain", [*paper, "trainer=plain"], batch, repeats),
+                   run_child("default", paper, batch, repeats)) for _ in range(2 if batch == 1 else 1)]
+        plain, default = (dict(runs[0], times=[t for run in runs for t in run["times"]],
+                               step_s=statistics.median(t for run in runs for t in run["times"]),
+                               peak_mb=max(run["peak_mb"] for run in runs)) for runs in zip(*rounds, strict=True))
         steps[batch] = (plain, default)
         per_image, plain_per_image = default["step_s"] / batch, plain["step_s"] / batch
         results[f"train_s_per_img_b{batch}"] = per_image
@@ -223,24 +244,33 @@ def main() -> None:
                  + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()) + " GFLOP/s); plain fp32 "
                  f"{results['plain_achieved_gflops']:.0f} GFLOP/s"))
 
-    # activation checkpointing: peak memory and time at batch 1, and a 500-layer net at 512 x 512
-    ckpt = run_child("checkpointing", [*paper, "model.checkpointing=true"], 1, max(2, repeats // 2))
-    results["checkpointing_peak_mem_mb_b1"] = ckpt["peak_mb"]
-    results["checkpointing_mem_ratio"] = ckpt["peak_mb"] / results["peak_mem_mb_b1"]
-    results["checkpointing_time_ratio"] = ckpt["step_s"] / default1["step_s"]
-    ckpt4 = run_child("checkpointing", [*paper, "model.checkpointing=true"], 4, 2)
-    results["checkpointing_peak_mem_mb_b4"] = ckpt4["peak_mb"]
-    results["checkpointing_mem_ratio_b4"] = ckpt4["peak_mb"] / results["peak_mem_mb_b4"]
-    results["checkpointing_time_ratio_b4"] = ckpt4["step_s"] / steps[4][1]["step_s"]
+    # activation checkpointing: time under the default allocator; memory under trainer.allocator=release in both
+    # arms, where resident memory follows the live tensors (glibc's retained heap would hide what is freed)
+    for batch in (1, 4):
+        suffix = "" if batch == 1 else "_b4"
+        ckpt = run_child("checkpointing", [*paper, "model.checkpointing=true"], batch, 2)
+        results[f"checkpointing_time_ratio{suffix}"] = ckpt["step_s"] / steps[batch][1]["step_s"]
+        results[f"checkpointing_peak_mem_mb_b{batch}"] = ckpt["peak_mb"]
+        results[f"checkpointing_retain_mem_ratio{suffix}"] = ckpt["peak_mb"] / results[f"peak_mem_mb_b{batch}"]
+        release = [run_child(kind, [*paper, "trainer.allocator=release", f"model.checkpointing={on}"], batch, 1)
+                   for kind, on in (("release", "false"), ("release-checkpointing", "true"))]
+        without, with_ = release
+        results[f"release_peak_mem_mb_b{batch}"] = without["peak_mb"]
+        results[f"release_checkpointing_peak_mem_mb_b{batch}"] = with_["peak_mb"]
+        results[f"checkpointing_mem_ratio{suffix}"] = with_["peak_mb"] / without["peak_mb"]
+        results[f"checkpointing_step_mem_ratio{suffix}"] = with_["step_mb"] / without["step_mb"]
+        rows.append((f"activation checkpointing, batch {batch}", f"{with_['peak_mb']:.0f} MB",
+                     f"{results[f'checkpointing_mem_ratio{suffix}']:.2f}x the peak memory ({without['peak_mb']:.0f} "
+                     f"MB; the steps' own {with_['step_mb']:.0f} vs {without['step_mb']:.0f} MB: "
+                     f"{results[f'checkpointing_step_mem_ratio{suffix}']:.2f}x) at "
+                     f"{results[f'checkpointing_time_ratio{suffix}']:.2f}x the time; default allocator "
+                     f"{ckpt['peak_mb']:.0f} vs {results[f'peak_mem_mb_b{batch}']:.0f} MB"))
     deep = run_child("deep502", ["depth=502", "model.width=32", "gradflow.enabled=false", "model.checkpointing=true"],
                      1, 2)
     results["deep502_checkpointing_peak_mem_mb"] = deep["peak_mb"]
     results["deep502_checkpointing_step_s"] = deep["step_s"]
-    rows.append(("activation checkpointing, batch 1", f"{ckpt['peak_mb']:.0f} MB",
-                 f"{results['checkpointing_mem_ratio']:.2f}x the peak memory at "
-                 f"{results['checkpointing_time_ratio']:.2f}x the time; batch 4: {ckpt4['peak_mb']:.0f} MB, "
-                 f"{results['checkpointing_mem_ratio_b4']:.2f}x at {results['checkpointing_time_ratio_b4']:.2f}x; "
-                 f"502-layer net at 512x512 batch 1: {deep['peak_mb']:.0f} MB, {deep['step_s']:.1f} s/step"))
+    rows.append(("502-layer net, 512x512, batch 1, checkpointing", f"{deep['peak_mb']:.0f} MB",
+                 f"{deep['step_s']:.1f} s/step"))
 
     # gradient-flow tracking at the default interval: its own work timed directly, against the default step
     cfg = compose_config(paper)

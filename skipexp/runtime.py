@@ -1,7 +1,7 @@
 """Where and how tensors run: device, precision, memory format, threads, seeding, and the process's rank.
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
-``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.retain_memory``,
+``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.allocator``,
 ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read.
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
@@ -36,22 +36,34 @@ def auto_precision(device: torch.device) -> str:
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
-def retain_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of unmapping it (and page-faulting it back) every step.
+ALLOCATORS = ("retain", "system", "release")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc mallopt parameters
 
-    PyTorch has no caching allocator on CPU; glibc serves each large activation
-    with a fresh mmap and returns it on free, so every training step pays for
-    zeroing and faulting in its whole activation memory again (at batch 4 on the
-    paper's net this alone made a step 40% slower). Returns False where there is no glibc.
+
+def set_allocator(mode: str) -> bool:
+    """Tune glibc's malloc, which serves every CPU tensor (PyTorch has no caching allocator on CPU).
+
+    ``retain``: keep freed memory for reuse, never unmapping or trimming it. By
+    default glibc serves each large activation with a fresh mmap and returns it
+    on free, so every step pays for zeroing and faulting its whole activation
+    memory in again (at batch 4 on the paper's net that made a step 40% slower).
+    Resident memory then stays at the heap's high-water mark, fragmentation included.
+    ``release``: give every freed block of 64 KiB or more back at once, so resident
+    memory follows the live tensors (the CPU reading of CUDA's "max allocated");
+    each step faults its activations in again, which on this project's 2-core VM
+    made a checkpointed step 2.3x slower. ``system``: glibc's defaults.
+    Returns False where there is no glibc (the setting is then ignored).
     """
-    if not sys.platform.startswith("linux"):
+    if mode == "system" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))  # -1: never trim
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
+    if mode == "retain":
+        return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))  # -1: never trim
+    return (bool(mallopt(_M_MMAP_MAX, 65536)) and bool(mallopt(_M_MMAP_THRESHOLD, 64 * 1024))
+            and bool(mallopt(_M_TRIM_THRESHOLD, 128 * 1024)))
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,10 @@ class Runtime:
         if compile_mode is not None and compile_mode not in COMPILE_MODES:
             raise ConfigError(f"trainer.compile={trainer.compile!r} is not one of false, true, "
                               f"{', '.join(COMPILE_MODES)}")
-        if trainer.retain_memory and device.type == "cpu":
-            retain_freed_memory()
+        if trainer.allocator not in ALLOCATORS:
+            raise ConfigError(f"trainer.allocator={trainer.allocator!r} is not one of {', '.join(ALLOCATORS)}")
+        if device.type == "cpu":
+            set_allocator(trainer.allocator)
         return cls(device, PRECISIONS[precision], bool(trainer.channels_last), int(trainer.seed), threads, dist,
                    bool(trainer.fast_dropout), compile_mode)
 

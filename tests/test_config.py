@@ -98,8 +98,8 @@ def test_plain_trainer_turns_every_speed_up_off():
     from skipexp.runtime import Runtime
 
     plain = compose_config(["trainer=plain"]).trainer
-    assert (plain.precision, plain.channels_last, plain.fast_dropout, plain.retain_memory, plain.compile) == (
-        "fp32", False, False, False, False)
+    assert (plain.precision, plain.channels_last, plain.fast_dropout, plain.allocator, plain.compile) == (
+        "fp32", False, False, "system", False)
     assert plain.epochs == compose_config([]).trainer.epochs  # only the speed-ups differ
     runtime = Runtime.from_config(plain)
     assert runtime.amp_dtype is None and not runtime.channels_last and not runtime.fast_dropout
@@ -122,3 +122,31 @@ def test_bad_compile_mode_is_one_sentence():
 
     with pytest.raises(ConfigError, match=r"trainer\.compile='fast' is not one of false, true, default"):
         Runtime.from_config(compose_config(["trainer.compile=fast"]).trainer)
+
+
+def test_bad_allocator_is_one_sentence():
+    from skipexp.errors import ConfigError
+    from skipexp.runtime import Runtime
+
+    with pytest.raises(ConfigError, match=r"trainer\.allocator='jemalloc' is not one of retain, system, release"):
+        Runtime.from_config(compose_config(["trainer.allocator=jemalloc"]).trainer)
+
+
+@pytest.mark.parametrize(("mode", "returned"), [("retain", False), ("release", True)])
+def test_allocator_modes_keep_or_return_freed_tensor_memory(mode, returned):
+    """In a fresh process (mallopt is process-wide): after a 256 MB tensor is freed, resident memory stays up
+    under ``retain`` and falls back under ``release``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, torch\n"
+        "from skipexp.runtime import set_allocator\n"
+        f"assert set_allocator({mode!r})\n"
+        "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
+        "before = rss()\n"
+        "x = torch.ones(64 * 2**20)\n"
+        "del x\n"
+        "print(rss() - before)\n")
+    kept_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert (kept_mb < 64) if returned else (kept_mb > 200)

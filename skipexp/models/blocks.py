@@ -43,9 +43,37 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
+def layout_of(x: torch.Tensor) -> torch.memory_format:
+    """The memory format ``x`` is laid out in: channels-last or contiguous."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class _Decimate(torch.autograd.Function):
+    """``x[..., ::2, ::2]`` whose gradient keeps ``x``'s memory format.
+
+    PyTorch's slicing backward scatters into a new contiguous (NCHW) tensor; in a
+    channels-last net that gradient then meets channels-last ones in the adds
+    and ReLU/norm backward of the stage above, where a mixed-layout elementwise
+    op ran 5-8x slower than a matched one.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape, ctx.layout = x.shape, layout_of(x)
+        return x[..., ::2, ::2].contiguous(memory_format=ctx.layout)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.layout).zero_()
+        out[..., ::2, ::2] = grad
+        return out
+
+
 def decimate2x(x: torch.Tensor) -> torch.Tensor:
     """Keep every second row and column: the paper's downsampling shortcut."""
-    return x[..., ::2, ::2]
+    return _Decimate.apply(x)
 
 
 class Shortcut(nn.Module):

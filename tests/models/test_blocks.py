@@ -58,3 +58,21 @@ for _ in range(2):
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_decimation_keeps_the_gradient_in_the_input_layout():
+    """Same values and gradient as slicing, but a channels-last input gets a channels-last gradient (not NCHW)."""
+    from skipexp.models.blocks import decimate2x
+
+    x = torch.randn(2, 5, 8, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = decimate2x(x)
+    assert torch.equal(y, x.detach()[..., ::2, ::2])
+    g = torch.randn_like(y)
+    (grad,) = torch.autograd.grad(y, x, g)
+    expected = torch.zeros(2, 5, 8, 6)
+    expected[..., ::2, ::2] = g
+    assert torch.equal(grad, expected)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    plain = torch.randn(1, 2, 4, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(decimate2x(plain), plain, torch.ones(1, 2, 2, 2))
+    assert grad.is_contiguous() and grad.sum().item() == 8

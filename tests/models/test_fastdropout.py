@@ -47,3 +47,17 @@ def test_swap_replaces_every_dropout_and_keeps_the_state_dict():
     use_fast_dropout(net)
     assert [type(m).__name__ for m in net.modules()].count("FastDropout") == 2
     assert net[1].p == 0.2 and set(net.state_dict()) == keys
+
+
+def test_sixteen_bit_masks_are_zero_or_the_rounded_scale():
+    """bf16/fp16 masks are built from the scale's bit pattern: exactly 0 or the scale rounded to the dtype."""
+    for dtype in (torch.bfloat16, torch.float16):
+        mask = dropout_mask(torch.ones(3, 64, 64, dtype=dtype), 0.25)
+        scale = torch.tensor(1 / (1 - round(0.25 * QUANTUM) / QUANTUM), dtype=dtype)
+        assert set(mask.unique().tolist()) == {0.0, scale.item()}
+        assert abs((mask == 0).float().mean().item() - 0.25) < 0.01
+
+
+def test_a_rate_below_one_quantum_keeps_everything():
+    x = torch.randn(4, 4)
+    assert torch.equal(dropout_mask(x, 1e-6), torch.ones(4, 4))
