@@ -2,7 +2,9 @@
 
 Each figure is a median over several repetitions after warm-up. Peak memory is
 measured in a child process per configuration (RSS on CPU, max allocated on
-CUDA), so one measurement's peak never hides another's. Prints a table and
+CUDA), so one measurement's peak never hides another's; activation
+checkpointing's memory is compared with ``trainer.allocator=release`` in both
+arms, where resident memory follows the live tensors. Prints a table and
 writes bench/results.json.
 
     python bench/run.py [--quick] [--out bench/results.json]

@@ -42,7 +42,7 @@ class NetSpec:
     upsample: str = "repeat"
     dropout: float = 0.1
     norm: str = "batch"
-    checkpointing: bool = False  # recompute each block's activations in the backward pass instead of keeping them
+    checkpointing: bool = False  # recompute each stage's activations in the backward pass instead of keeping them
 
 
 class LongSkip(nn.Module):
