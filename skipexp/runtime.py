@@ -122,9 +122,13 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Move the model to the device in the run's memory format, with the fast dropout when asked for."""
+        """Move the model to the device in the run's memory format, with the fast dropout when asked for.
+
+        A compiled net keeps ``nn.Dropout``: inductor fuses its mask into the kernels, and FastDropout's NumPy
+        generator is opaque to the compiler.
+        """
         model = model.to(self.device)
-        if self.fast_dropout:
+        if self.fast_dropout and self.compile_mode is None:
             use_fast_dropout(model)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
