@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from skipexp.models.blocks import layout_of
+
 QUANTUM = 1 << 16
 
 
@@ -50,7 +52,7 @@ def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
         mask = keep.mul_(int(scale.view(torch.int16))).view(like.dtype)  # {0, 1} times the scale's bits
     else:
         mask = keep.to(like.dtype).mul_(scale.to(like.device))
-    if like.dim() == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+    if layout_of(like) == torch.channels_last:
         batch, channels, height, width = like.shape  # the mask in the same (channels-last) memory order
         return mask.view(batch, height, width, channels).permute(0, 3, 1, 2)
     return mask.view(like.shape)
