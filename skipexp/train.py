@@ -205,6 +205,8 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
         log.info(summary_line(header) + (f", {dist.world_size} processes" if dist.enabled else ""))
         if state is not None:
             log.info(f"resuming {run_dir} at epoch {epochs_done + 1}, step {step}")
+            if results:  # the checkpoint's results.json, in case a kill came between writing the two
+                write_json(run_dir / RESULTS, results)
 
     # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
     stream = SampleStream(len(data.train), per_epoch, runtime.seed)
@@ -293,17 +295,19 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
                 scheduler.step()
                 gradflow.end_epoch(epoch)
                 gradflow.log_epoch(writer, step)
-                early_stop = False
+                early_stop = validated = False
                 if epoch % trainer.val_every == 0 or epoch == trainer.epochs:
                     if main:
                         results, best = _validate(model, data, loss_fn, runtime, writer, panel, epoch, step,
                                                           history, best, header, gradflow, run_dir, trainer)
                         results = {**results, "wall_s": round(wall_before + time.perf_counter() - started, 3),
                                    "skipped_steps": skipped}
-                        write_json(run_dir / RESULTS, results)
+                        validated = True
                         early_stop = bool(trainer.patience and epoch - best["epoch"] >= trainer.patience)
                     early_stop = dist.broadcast(early_stop)
                 save(epoch, 0)
+                if validated:  # after the checkpoint that holds it: a kill in between leaves what resume rewrites
+                    write_json(run_dir / RESULTS, results)
                 if main and best is not None and best["epoch"] == epoch:
                     copy_checkpoint(last, checkpoints / BEST_CHECKPOINT)
                 if signals.signum is not None and epoch < trainer.epochs:

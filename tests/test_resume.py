@@ -106,6 +106,35 @@ def test_resume_auto_starts_fresh_then_continues(tmp_path, reference):
     assert_same_run(tmp_path / "run", reference)
 
 
+def test_results_json_is_only_written_after_the_checkpoint_that_holds_it(tmp_path, monkeypatch):
+    """A kill can't leave results.json without a checkpoint (resume=auto would then refuse the folder)."""
+    import skipexp.train as train_module
+    from tests.conftest import compose_config
+
+    real = train_module.write_json
+    seen = []
+
+    def watching(path, payload):
+        if path.name == "results.json":
+            last = path.parent / "checkpoints" / "last.pt"
+            seen.append(last.is_file() and torch.load(last, weights_only=True)["results"] == payload)
+        return real(path, payload)
+
+    monkeypatch.setattr(train_module, "write_json", watching)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train_module.train(compose_config(RUN), run_dir)
+    assert seen == [True] * 4  # every epoch validates: each results.json follows a checkpoint holding it
+
+
+def test_resume_auto_rewrites_results_lost_after_the_last_checkpoint(tmp_path, reference):
+    """A kill after the final checkpoint but before results.json: resume=auto writes it back from the checkpoint."""
+    run_cli([*RUN, "hydra.run.dir=run"], tmp_path)
+    (tmp_path / "run" / "results.json").unlink()
+    run_cli([*RUN, "resume=auto", "hydra.run.dir=run"], tmp_path)
+    assert_same_run(tmp_path / "run", reference)
+
+
 class _Poison(torch.autograd.Function):
     """Identity forward; NaN gradients backward (a fault that shows up in the gradients only)."""
 
