@@ -175,6 +175,9 @@ JOB_NAME_KEYS = {"depth.layers": "depth", "trainer.seed": "seed"}  # shorter nam
 JOB_NAME_SKIP = ("dataset.root", "checkpoint")  # paths: the same for every job of a sweep, and full of slashes
 
 
+RENAMED_KEYS = {"trainer.retain_memory": "trainer.allocator (retain, which was true; system, which was false)"}
+
+
 def job_dirname(overrides: list[str]) -> str:
     """A sweep job's subfolder name from its overrides, e.g. ``model=both,depth=26,seed=0``.
 
@@ -300,6 +303,8 @@ def preflight(args: list[str]) -> None:
     except ConfigCompositionException as err:
         lines = str(err).splitlines()
         key = lines[0].removeprefix("Could not override '").rstrip("'.") if lines else ""
+        if key in RENAMED_KEYS:
+            raise UserError(f"{key} was replaced by {RENAMED_KEYS[key]}; use that instead.") from err
         if lines and lines[0].startswith("Could not override"):
             raise UserError(f"{key} is not a key of this config; check the spelling against `skipexp --cfg job` "
                             f"(or add a new key with +{key}=VALUE).") from err

@@ -81,6 +81,7 @@ BAD_INPUTS = [  # (overrides, words the one sentence must contain)
     (["trainer.epochs=abc"], "trainer.epochs='abc' should be a whole number"),
     (["trainer.channels_last=3"], "trainer.channels_last=3 should be true or false"),
     (["trainer.lr=3"], "trainer.lr is not a key of this config"),
+    (["trainer.retain_memory=false"], "trainer.retain_memory was replaced by trainer.allocator (retain, which was "),
     (["trainer.epochs=[1"], "an override could not be parsed"),
     (["dataset=isbi2012", "dataset.root=missing"], "missing"),
     (["trainer.crop=999"], "trainer.crop=999 is larger than the smallest training image"),
