@@ -41,8 +41,8 @@ ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
 SIZE = 512
 
 
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+def call_times(fn, repeats: int, warmup: int = 1) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -50,7 +50,12 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    return statistics.median(call_times(fn, repeats, warmup))
 
 
 def isbi_volume(name: str) -> np.ndarray:
@@ -123,12 +128,7 @@ def child(kind: str, overrides: list[str], batch: int, repeats: int) -> dict:
     started = time.perf_counter()
     step()  # warm-up (and the compile, when trainer.compile is on)
     first_s = time.perf_counter() - started
-    step()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+    times = call_times(step, repeats)
     if runtime.device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -150,6 +150,12 @@ def run_child(kind: str, overrides: list[str], batch: int, repeats: int) -> dict
     if out.returncode != 0:
         raise RuntimeError(f"bench child {kind} batch {batch} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pooled(runs: tuple[dict, ...]) -> dict:
+    """Children of one configuration as one measurement: the median over all their steps, the highest peak."""
+    times = [t for run in runs for t in run["times"]]
+    return dict(runs[0], times=times, step_s=statistics.median(times), peak_mb=max(run["peak_mb"] for run in runs))
 
 
 def conv_peak(dtype: torch.dtype, device: torch.device, repeats: int) -> float:
@@ -208,9 +214,7 @@ def main() -> None:
         # batch 1 alternates plain and default twice, so that a slow spell of a shared machine hits both
         rounds = [(run_child("plain", [*paper, "trainer=plain"], batch, repeats),
                    run_child("default", paper, batch, repeats)) for _ in range(2 if batch == 1 else 1)]
-        plain, default = (dict(runs[0], times=[t for run in runs for t in run["times"]],
-                               step_s=statistics.median(t for run in runs for t in run["times"]),
-                               peak_mb=max(run["peak_mb"] for run in runs)) for runs in zip(*rounds, strict=True))
+        plain, default = (pooled(runs) for runs in zip(*rounds, strict=True))
         steps[batch] = (plain, default)
         per_image, plain_per_image = default["step_s"] / batch, plain["step_s"] / batch
         results[f"train_s_per_img_b{batch}"] = per_image

@@ -175,9 +175,6 @@ JOB_NAME_KEYS = {"depth.layers": "depth", "trainer.seed": "seed"}  # shorter nam
 JOB_NAME_SKIP = ("dataset.root", "checkpoint")  # paths: the same for every job of a sweep, and full of slashes
 
 
-RENAMED_KEYS = {"trainer.retain_memory": "trainer.allocator (retain, which was true; system, which was false)"}
-
-
 def job_dirname(overrides: list[str]) -> str:
     """A sweep job's subfolder name from its overrides, e.g. ``model=both,depth=26,seed=0``.
 
@@ -281,6 +278,9 @@ def _writable_parent(folder: Path) -> None:
     except OSError as err:
         raise UserError(f"the output folder {folder} cannot be created ({ancestor}: {err.strerror or err}); "
                         "pick a writable place with hydra.run.dir=PATH.") from err
+
+
+RENAMED_KEYS = {"trainer.retain_memory": "trainer.allocator (retain, which was true; system, which was false)"}
 
 
 def preflight(args: list[str]) -> None:
