@@ -77,7 +77,7 @@ def train_step_fn(cfg, batch: int):
     model = runtime.prepare(build_model(cfg.model, cfg.depth, 1))
     model.train()
     net = runtime.compile(model)
-    optimizer, _ = build_optimizer(cfg.optimizer, model.parameters(), 1)
+    optimizer, _ = build_optimizer(cfg.optimizer, model.parameters(), 1, runtime.fused_optimizer)
     image = runtime.to_device(torch.randn(batch, 1, SIZE, SIZE))
     label = runtime.to_device((torch.rand(batch, 1, SIZE, SIZE) < 0.22).float())
 

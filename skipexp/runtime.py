@@ -1,8 +1,8 @@
 """Where and how tensors run: device, precision, memory format, threads, seeding, and the process's rank.
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
-``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.allocator``,
-``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read.
+``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fused_optimizer``,
+``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read.
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
 
@@ -77,6 +77,7 @@ class Runtime:
     threads: int = 0  # intra-op threads this process uses on CPU
     dist: Distributed = field(default_factory=Distributed)
     fast_dropout: bool = False
+    fused_optimizer: bool = False  # one-pass optimizer updates (optim.build_optimizer's ``fused``)
     compile_mode: str | None = None  # torch.compile mode, None = eager
 
     @classmethod
@@ -108,7 +109,7 @@ class Runtime:
         if device.type == "cpu":
             set_allocator(trainer.allocator)
         return cls(device, PRECISIONS[precision], bool(trainer.channels_last), int(trainer.seed), threads, dist,
-                   bool(trainer.fast_dropout), compile_mode)
+                   bool(trainer.fast_dropout), bool(trainer.fused_optimizer), compile_mode)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context for forward passes (a no-op in fp32)."""

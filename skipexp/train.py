@@ -181,7 +181,8 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
     _check_batches(trainer, per_epoch, dist.world_size)
     dist.init(runtime.device)
     model = runtime.prepare(build_model(cfg.model, cfg.depth, data.in_channels))
-    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs)
+    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs,
+                                           runtime.fused_optimizer)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     header = {**run_header("train", cfg.model, model, runtime, data.name), "world_size": dist.world_size}
     gradflow = GradFlow.from_config(cfg.gradflow, model, main)

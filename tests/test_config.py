@@ -98,11 +98,13 @@ def test_plain_trainer_turns_every_speed_up_off():
     from skipexp.runtime import Runtime
 
     plain = compose_config(["trainer=plain"]).trainer
-    assert (plain.precision, plain.channels_last, plain.fast_dropout, plain.allocator, plain.compile) == (
-        "fp32", False, False, "system", False)
+    fields = (plain.precision, plain.channels_last, plain.fast_dropout, plain.fused_optimizer, plain.allocator,
+              plain.compile)
+    assert fields == ("fp32", False, False, False, "system", False)
     assert plain.epochs == compose_config([]).trainer.epochs  # only the speed-ups differ
     runtime = Runtime.from_config(plain)
     assert runtime.amp_dtype is None and not runtime.channels_last and not runtime.fast_dropout
+    assert not runtime.fused_optimizer and Runtime.from_config(compose_config([]).trainer).fused_optimizer
 
 
 def test_auto_precision_picks_bf16_only_where_the_cpu_runs_it_natively():

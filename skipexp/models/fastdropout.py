@@ -72,6 +72,20 @@ class _Scale(torch.autograd.Function):
         return grad * mask, None
 
 
+class _ScaleAdd(torch.autograd.Function):
+    """skip + x * mask in one pass (``addcmul``), saving only the mask for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        return torch.addcmul(skip, x, mask)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, grad
+
+
 class FastDropout(nn.Module):
     """Element-wise dropout with a cheap mask (see module docstring); identity in eval mode or at p = 0."""
 
@@ -85,6 +99,12 @@ class FastDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         return _Scale.apply(x, dropout_mask(x, self.p))
+
+    def forward_add(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``self(x) + skip`` in one pass (``blocks.dropout_then_add``)."""
+        if not self.training or self.p == 0.0:
+            return x + skip
+        return _ScaleAdd.apply(x, dropout_mask(x, self.p), skip)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -1,6 +1,7 @@
 import torch
 
 from skipexp.models.blocks import Basic, Bottleneck, Simple
+from skipexp.models.fastdropout import FastDropout, use_fast_dropout
 
 
 def test_bottleneck_parameters_match_a_hand_count():
@@ -15,6 +16,23 @@ def test_downsampling_shortcut_is_a_decimation():
     x = torch.randn(1, 8, 6, 6)
     assert torch.equal(block.shortcut(x), x[..., ::2, ::2])
     assert torch.allclose(block(x), block.main_path(x) + x[..., ::2, ::2])
+
+
+def test_bottleneck_drops_out_its_main_path_then_adds_the_short_skip():
+    """With nn.Dropout and with FastDropout (whose ``forward_add`` does both in one op): the same draw, the same
+    output as dropout of the main path plus the shortcut."""
+    x = torch.randn(2, 8, 8, 8)
+    block = Bottleneck(8, 2, dropout=0.3).train()
+    for fast in (False, True):
+        if fast:
+            use_fast_dropout(block)
+        torch.manual_seed(1)
+        out = block(x)
+        torch.manual_seed(1)
+        expected = block.dropout(block.main_path(x)) + block.shortcut(x)
+        torch.testing.assert_close(out, expected)
+        assert isinstance(block.dropout, FastDropout) == fast
+        assert (out == block.shortcut(x)).float().mean() > 0.2  # where the main path was dropped
 
 
 def test_upsampling_shortcut_is_a_nearest_repeat():

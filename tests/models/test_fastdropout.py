@@ -61,3 +61,23 @@ def test_sixteen_bit_masks_are_zero_or_the_rounded_scale():
 def test_a_rate_below_one_quantum_keeps_everything():
     x = torch.randn(4, 4)
     assert torch.equal(dropout_mask(x, 1e-6), torch.ones(4, 4))
+
+
+def test_forward_add_is_dropout_then_add_in_one_op():
+    """``forward_add`` gives what dropout and then the add give, from the same draw, with the same gradients."""
+    x = torch.randn(2, 4, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    skip = torch.randn(2, 4, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    drop = FastDropout(0.2).train()
+    torch.manual_seed(5)
+    two_ops = drop(x) + skip
+    (two_ops * torch.arange(1, two_ops.numel() + 1).view_as(two_ops)).sum().backward()
+    grads = x.grad.clone(), skip.grad.clone()
+    x.grad = skip.grad = None
+    torch.manual_seed(5)
+    one_op = drop.forward_add(x, skip)
+    (one_op * torch.arange(1, one_op.numel() + 1).view_as(one_op)).sum().backward()
+    torch.testing.assert_close(one_op, two_ops)
+    assert one_op.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close((x.grad, skip.grad), grads)
+    assert (x.grad == 0).any() and not (skip.grad == 0).any()  # the mask reaches x's gradient only
+    assert torch.equal(drop.eval().forward_add(x, skip), x + skip)
