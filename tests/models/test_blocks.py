@@ -43,6 +43,22 @@ def test_upsampling_shortcut_is_a_nearest_repeat():
     assert torch.equal(up[..., ::2, ::2], x) and torch.equal(up[..., 1::2, 1::2], x)
 
 
+def test_upsampling_gradient_sums_each_block_and_keeps_the_layout():
+    from skipexp.models.blocks import upsample2x
+
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 3, 4, 5).contiguous(memory_format=memory_format).requires_grad_()
+        ref = x.detach().clone().requires_grad_()
+        grad = torch.randn(2, 3, 8, 10).contiguous(memory_format=memory_format)
+        out = upsample2x(x)
+        assert torch.equal(out, torch.nn.functional.interpolate(ref, scale_factor=2.0, mode="nearest"))
+        out.backward(grad)
+        torch.nn.functional.interpolate(ref, scale_factor=2.0, mode="nearest").backward(grad)
+        torch.testing.assert_close(x.grad, ref.grad)
+        torch.testing.assert_close(x.grad[1, 2, 3, 4], grad[1, 2, 6:8, 8:10].sum())
+        assert x.grad.is_contiguous(memory_format=memory_format)
+
+
 def test_without_short_skip_a_block_is_its_main_path():
     torch.manual_seed(0)
     for block in (Bottleneck(8, 2, short_skip=False), Basic(8, 8, short_skip=False), Simple(8, 8, short_skip=False)):
