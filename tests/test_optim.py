@@ -130,3 +130,15 @@ def test_a_parameter_given_new_memory_is_updated_there():
     _train(ref, ref_opt, 2, seed=3)
     _train(fused, fused_opt, 2, seed=3)
     _assert_same(ref, fused, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_fused_adam_and_sgd_update_channels_last_weights_as_foreach_does(name: str):
+    """PyTorch's fused kernels walk memory; on channels-last weights they must still match the foreach update."""
+    cfg = compose_config([f"optimizer={name}"]).optimizer
+    ref, fused = _net(), _net()
+    ref_opt, _ = build_optimizer(cfg, ref.parameters(), 1)
+    fused_opt, _ = build_optimizer(cfg, fused.parameters(), 1, fused=True)
+    _train(ref, ref_opt, 5)
+    _train(fused, fused_opt, 5)
+    _assert_same(ref, fused, rtol=1e-10, atol=1e-13)
