@@ -177,12 +177,18 @@ def conv_peak(dtype: torch.dtype, device: torch.device, repeats: int) -> float:
 
 
 def sweep_wall(parallel: bool, cwd: Path) -> float:
-    """Wall time of a 2-job sweep (two seeds of a small synthetic run), in parallel (joblib) or in sequence."""
+    """Wall time of a 2-job sweep (two seeds of a small synthetic run), in parallel (joblib) or in sequence.
+
+    24 epochs, about 20 s of compute a job, so that the jobs' compute is compared and not their start: at 8
+    epochs the sweep was mostly process start-up and imports (a 1-epoch sweep takes 9 s), which the parallel
+    launcher pays in fresh worker processes, and the ratio wandered between 0.90 and 1.21.
+    """
     exe = Path(sys.executable).with_name("skipexp")
     args = [str(exe), "-m", "trainer.seed=0,1", "model.width=16", "dataset.n_train=32", "dataset.n_val=4",
-            "trainer.epochs=8", "gradflow.enabled=false", f"hydra.sweep.dir={cwd / ('par' if parallel else 'seq')}"]
+            "trainer.epochs=24", "gradflow.enabled=false", f"hydra.sweep.dir={cwd / ('par' if parallel else 'seq')}"]
     if parallel:
         args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    cwd.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     subprocess.run(args, cwd=cwd, check=True, capture_output=True)
     return time.perf_counter() - started
@@ -210,11 +216,13 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
 
     # train step of the paper's net: skipexp's default configuration vs plain eager fp32 (trainer=plain)
-    # two rounds of plain and default at batch 1 and 4, each figure the median over all their steps: a slow spell
-    # of a shared machine then hits every configuration, not one (the speedups and the batch-4-vs-1 ratio)
-    configs = [(kind, batch) for batch in (1, 4) for kind in ("plain", "default")]
-    rounds = [[run_child(kind, [*paper, "trainer=plain"] if kind == "plain" else paper, batch, repeats)
-               for kind, batch in configs] for _ in range(2)]
+    # two rounds of plain, default and default with checkpointing at batch 1 and 4, each figure the median over
+    # all their steps: a slow spell of a shared machine then hits every configuration, not one (the speedups, the
+    # batch-4-vs-1 ratio and checkpointing's time cost)
+    overrides = {"plain": [*paper, "trainer=plain"], "default": paper,
+                 "checkpointing": [*paper, "model.checkpointing=true"]}
+    configs = [(kind, batch) for batch in (1, 4) for kind in overrides]
+    rounds = [[run_child(kind, overrides[kind], batch, repeats) for kind, batch in configs] for _ in range(2)]
     merged = dict(zip(configs, (pooled(runs) for runs in zip(*rounds, strict=True)), strict=True))
     steps = {batch: (merged["plain", batch], merged["default", batch]) for batch in (1, 4)}
     for batch in (1, 4):
@@ -253,11 +261,12 @@ def main() -> None:
                  + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()) + " GFLOP/s); plain fp32 "
                  f"{results['plain_achieved_gflops']:.0f} GFLOP/s"))
 
-    # activation checkpointing: time under the default allocator; memory under trainer.allocator=release in both
-    # arms, where resident memory follows the live tensors (glibc's retained heap would hide what is freed)
+    # activation checkpointing: time under the default allocator (from the rounds above); memory under
+    # trainer.allocator=release in both arms, where resident memory follows the live tensors (glibc's retained heap
+    # would hide what is freed)
     for batch in (1, 4):
         suffix = "" if batch == 1 else "_b4"
-        ckpt = run_child("checkpointing", [*paper, "model.checkpointing=true"], batch, 2)
+        ckpt = merged["checkpointing", batch]
         results[f"checkpointing_time_ratio{suffix}"] = ckpt["step_s"] / steps[batch][1]["step_s"]
         results[f"checkpointing_peak_mem_mb_b{batch}"] = ckpt["peak_mb"]
         results[f"checkpointing_retain_mem_ratio{suffix}"] = ckpt["peak_mb"] / results[f"peak_mem_mb_b{batch}"]
@@ -333,9 +342,12 @@ def main() -> None:
 
     # a 2-job sweep: in parallel (joblib, cores split between the jobs) vs one job after the other
     if device.type == "cpu":
+        # alternated twice, so that a slow spell of the machine hits both
         with tempfile.TemporaryDirectory(prefix="skipexp-bench-sweep-") as tmp:
-            results["sweep_sequential_s"] = sweep_wall(False, Path(tmp))
-            results["sweep_parallel_s"] = sweep_wall(True, Path(tmp))
+            walls = [(sweep_wall(False, Path(tmp) / str(i)), sweep_wall(True, Path(tmp) / str(i))) for i in range(2)]
+        sequential, parallel = zip(*walls, strict=True)
+        results["sweep_sequential_s"] = statistics.mean(sequential)
+        results["sweep_parallel_s"] = statistics.mean(parallel)
         results["sweep_parallel_speedup"] = results["sweep_sequential_s"] / results["sweep_parallel_s"]
         rows.append(("2-job sweep, joblib parallel vs sequential", f"{results['sweep_parallel_s']:.0f} s",
                      f"sequential {results['sweep_sequential_s']:.0f} s: {results['sweep_parallel_speedup']:.2f}x"))
