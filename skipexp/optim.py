@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from skipexp.errors import ConfigError
+from skipexp.models.blocks import layout_of
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("step", "cosine", "none")
@@ -36,7 +37,7 @@ class FusedRMSprop(torch.optim.RMSprop):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._plans: dict[int, tuple] = {}  # per group: its tensors' flat views, built once (see ``_plan``)
+        self._plans: dict[int, tuple] = {}  # per group (a new group has a new id): flat views, built once (``_plan``)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -89,12 +90,6 @@ class FusedRMSprop(torch.optim.RMSprop):
         self._plans.clear()
         super().load_state_dict(state_dict)
 
-    def add_param_group(self, param_group: dict) -> None:
-        """RMSprop's ``add_param_group``, dropping the cached views."""
-        if hasattr(self, "_plans"):
-            self._plans.clear()
-        super().add_param_group(param_group)
-
 
 def _flat(tensor: torch.Tensor) -> torch.Tensor | None:
     """A 1-D view of a contiguous or channels-last tensor, in memory order (None for other layouts).
@@ -107,7 +102,7 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor | None:
         return None
     if tensor.is_contiguous():
         return tensor.view(-1)
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
+    if layout_of(tensor) == torch.channels_last:
         return tensor.permute(0, 2, 3, 1).view(-1)
     return None
 

@@ -142,3 +142,17 @@ def test_fused_adam_and_sgd_update_channels_last_weights_as_foreach_does(name: s
     _train(ref, ref_opt, 5)
     _train(fused, fused_opt, 5)
     _assert_same(ref, fused, rtol=1e-10, atol=1e-13)
+
+
+def test_a_group_added_later_is_updated_as_rmsprop_does():
+    ref, fused = _net(), _net()
+    ref_opt = torch.optim.RMSprop(list(ref.parameters())[:2], **HYPER)
+    fused_opt = FusedRMSprop(list(fused.parameters())[:2], **HYPER)
+    _train(ref, ref_opt, 2)
+    _train(fused, fused_opt, 2)
+    ref_opt.add_param_group({"params": list(ref.parameters())[2:]})
+    fused_opt.add_param_group({"params": list(fused.parameters())[2:]})
+    _train(ref, ref_opt, 3, seed=4)
+    _train(fused, fused_opt, 3, seed=4)
+    _assert_same(ref, fused, rtol=1e-10, atol=1e-13)
+    assert len(fused_opt._plans) == 2
