@@ -38,6 +38,17 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ConfigError(f"model.norm={kind!r} is not one of {', '.join(NORMS)}")
 
 
+def norm_relu(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ReLU(norm(x)), the ReLU in place on the norm's fresh output (no second activation-sized tensor).
+
+    BatchNorm, GroupNorm and InstanceNorm keep their input, not their output,
+    for the backward pass, so overwriting the output is safe; ``nn.Identity``
+    (``model.norm=none``) returns ``x`` itself, which the short skip still
+    reads, so there the ReLU makes a new tensor.
+    """
+    return F.relu(norm(x), inplace=not isinstance(norm, nn.Identity))
+
+
 class _Upsample2x(torch.autograd.Function):
     """Nearest-neighbour repeat x2 whose backward sums each 2 x 2 block with two adds of strided halves.
 
@@ -181,10 +192,10 @@ class Bottleneck(Block):
 
     def main_path(self, x: torch.Tensor) -> torch.Tensor:
         """The main path up to the closing dropout, which ``forward`` applies together with the short skip."""
-        out = F.relu(self.norm1(x))
+        out = norm_relu(self.norm1, x)
         out = self.conv1(decimate2x(out) if self.downsample else out)
-        out = self.conv2(F.relu(self.norm2(out)))
-        out = F.relu(self.norm3(out))
+        out = self.conv2(norm_relu(self.norm2, out))
+        out = norm_relu(self.norm3, out)
         if self.repeat_up:
             out = upsample2x(out)
         return self.conv3(out)
@@ -212,8 +223,8 @@ class Basic(Block):
         self.conv2 = _up_conv(k, k, 3, upsample, upsample_mode)
 
     def main_path(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dropout(self.conv1(F.relu(self.norm1(x))))
-        out = F.relu(self.norm2(out))
+        out = self.dropout(self.conv1(norm_relu(self.norm1, x)))
+        out = norm_relu(self.norm2, out)
         if self.repeat_up:
             out = upsample2x(out)
         return self.conv2(out)
@@ -236,7 +247,7 @@ class Simple(Block):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def main_path(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.norm1(x))
+        out = norm_relu(self.norm1, x)
         if self.downsample:
             out = F.max_pool2d(out, 2)
         out = self.dropout(self.conv1(out))

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from skipexp.errors import ConfigError
-from skipexp.models.blocks import BLOCKS, UPSAMPLE_MODES, Simple, make_norm
+from skipexp.models.blocks import BLOCKS, UPSAMPLE_MODES, Simple, make_norm, norm_relu
 from skipexp.models.depth import DepthPlan
 
 TOTAL_STRIDE = 32
@@ -72,7 +72,7 @@ class ConvLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm1 is not None:
-            x = F.relu(self.norm1(x))
+            x = norm_relu(self.norm1, x)
         return self.conv1(x)
 
 

@@ -1,6 +1,8 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
-from skipexp.models.blocks import Basic, Bottleneck, Simple
+from skipexp.models.blocks import Basic, Bottleneck, Simple, make_norm, norm_relu
 from skipexp.models.fastdropout import FastDropout, use_fast_dropout
 
 
@@ -110,3 +112,22 @@ def test_decimation_keeps_the_gradient_in_the_input_layout():
     plain = torch.randn(1, 2, 4, 4, requires_grad=True)
     (grad,) = torch.autograd.grad(decimate2x(plain), plain, torch.ones(1, 2, 2, 2))
     assert grad.is_contiguous() and grad.sum().item() == 8
+
+
+@pytest.mark.parametrize("kind", ["batch", "group", "instance", "none"])
+def test_norm_relu_matches_the_out_of_place_relu_and_never_overwrites_its_input(kind):
+    """In place on the norm's output: the same values and gradients as ReLU(norm(x)); with ``model.norm=none``
+    (the norm returns ``x`` itself, which the short skip still reads) ``x`` is left as it was."""
+    torch.manual_seed(0)
+    norm = make_norm(kind, 4).train()
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    before = x.detach().clone()
+    grad = torch.randn(2, 4, 6, 6)
+    out = norm_relu(norm, x)
+    (got,) = torch.autograd.grad(out, x, grad)
+    assert torch.equal(x.detach(), before)
+    expected = F.relu(norm(x))
+    (want,) = torch.autograd.grad(expected, x, grad)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(got, want)
+    assert (out == 0).any() and (want != 0).any()
