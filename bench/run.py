@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skipexp.cli import compose_config
+from skipexp.build import build_network
+from skipexp.config import compose_config
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import SegmentationSet, standardise
 from skipexp.evaluate import Inference, membrane_probability
 from skipexp.gradflow import GradFlow
 from skipexp.losses import soft_dice_loss
 from skipexp.metrics import challenge_scores
-from skipexp.models import build_model
 from skipexp.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def train_step_fn(cfg, batch: int):
 
     runtime = Runtime.from_config(cfg.trainer)
     torch.manual_seed(0)
-    model = runtime.prepare(build_model(cfg.model, cfg.depth, 1))
+    model = build_network(cfg.model, cfg.depth, 1, runtime)
     model.train()
     net = runtime.compile(model)
     optimizer, _ = build_optimizer(cfg.optimizer, model.parameters(), 1, runtime.fused_optimizer)

@@ -2,85 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
 from skipexp.errors import UserError
+from skipexp.files import atomic_write, copy_file, previous
 
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable or does not fit."""
 
 
-def previous(path: Path) -> Path:
-    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
+_FAILS_AS = {"what": "checkpoint", "error": CheckpointError,
+             "fix": "free disk space or make the run folder writable, then resume with resume=RUN_DIR"}
 
 
 def save_checkpoint(state: dict[str, Any], path: Path, keep_previous: bool = False) -> None:
-    """Write ``state`` to ``path`` through a temporary file in the same folder, fsync, then rename.
+    """Write ``state`` to ``path`` atomically (``files.atomic_write``: temporary file, fsync, rename).
 
     With ``keep_previous`` the file it replaces becomes ``<name>.prev.pt``, so a
     resume has a good checkpoint to fall back on whatever happens to the newest.
     A full disk or an unwritable folder is one sentence, and the old file stays.
     """
-    _write_atomically(path, lambda handle: torch.save(state, handle), keep_previous)
+    atomic_write(path, lambda handle: torch.save(state, handle), keep_previous=keep_previous, **_FAILS_AS)
 
 
 def copy_checkpoint(source: Path, path: Path) -> None:
     """Copy a written checkpoint to ``path`` as atomically as ``save_checkpoint`` writes one (no re-serialising)."""
-    def copy(handle: BinaryIO) -> None:
-        with source.open("rb") as src:
-            shutil.copyfileobj(src, handle)
-
-    _write_atomically(path, copy)
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None], keep_previous: bool = False) -> None:
-    """Temporary file in the same folder, ``write`` into it, flush, fsync, (keep the old file,) rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if keep_previous and path.exists():
-            os.replace(path, previous(path))
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as err:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint {path} ({err.strerror or err}); free disk space or "
-                              "make the run folder writable, then resume with resume=RUN_DIR.") from err
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames themselves durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    copy_file(source, path, **_FAILS_AS)
 
 
 def load_latest(path: Path) -> tuple[dict[str, Any], Path, str | None]:

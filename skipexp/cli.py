@@ -18,39 +18,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from skipexp.build import check_fresh, run_header, summary_line
 from skipexp.checkpoint import load_checkpoint, previous
+from skipexp.config import compose_config, find_conf_dir, normalise_overrides
 from skipexp.data import build_data, dataset_channels
 from skipexp.data.common import standardise
 from skipexp.errors import UserError, describe_error
 from skipexp.evaluate import Inference, evaluate, membrane_probability
+from skipexp.files import write_json
 from skipexp.losses import get_loss
 from skipexp.models import build_model
-from skipexp.rundir import CHECKPOINTS, LAST_CHECKPOINT, RESULTS, check_fresh, run_header, summary_line, write_json
+from skipexp.rundir import CHECKPOINTS, EVAL, LAST_CHECKPOINT, PREDICTIONS, RESULTS
 from skipexp.runtime import Runtime
 from skipexp.sweep import SweepSummary
 
 log = logging.getLogger("skipexp")
 MODES = ("train", "eval", "predict", "summary")
-PREDICTIONS = "predictions.tif"
-EVAL = "eval.json"
-
-
-def find_conf_dir() -> Path:
-    """conf/ travels inside the wheel as skipexp/conf; in a source checkout it sits beside skipexp/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"skipexp's conf/ folder was not found beside {here}; reinstall with `make install`.")
-
-
-def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
-    """The config ``skipexp OVERRIDES`` would compose, without a run folder (for tests, benchmarks, reports)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(find_conf_dir()), version_base=None):
-        return compose(config_name="config", overrides=normalise_overrides(overrides or []),
-                       return_hydra_config=return_hydra_config)
 
 
 def _model_from_checkpoint(cfg: DictConfig, runtime: Runtime) -> tuple[torch.nn.Module, DictConfig]:
@@ -73,7 +56,7 @@ def run_eval(cfg: DictConfig, run_dir: Path) -> dict:
     runtime = Runtime.from_config(cfg.trainer)
     model, saved = _model_from_checkpoint(cfg, runtime)
     data = build_data(cfg.dataset)
-    header = run_header("eval", saved.model, model, runtime, data.name)
+    header = run_header("eval", model, runtime, data.name)
     log.info(summary_line(header))
     inference = Inference.from_config(cfg.predict)
     scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime, inference)
@@ -90,10 +73,10 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> Path:
     maps of differing sizes go into ``predictions/<name>.tif``, one per input image.
     """
     runtime = Runtime.from_config(cfg.trainer)
-    model, saved = _model_from_checkpoint(cfg, runtime)
+    model, _ = _model_from_checkpoint(cfg, runtime)
     inference = Inference.from_config(cfg.predict)
     data = build_data(cfg.dataset)
-    log.info(summary_line(run_header("predict", saved.model, model, runtime, data.name)))
+    log.info(summary_line(run_header("predict", model, runtime, data.name)))
     maps = []
     for image in tqdm(data.predict_images, desc="predict", unit="image", disable=len(data.predict_images) < 2):
         prob = membrane_probability(model, torch.from_numpy(standardise(image)), runtime, inference)
@@ -114,7 +97,7 @@ def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
     """Build the network without training; print its stages and write the results.json header."""
     runtime = Runtime.from_config(cfg.trainer)
     model = build_model(cfg.model, cfg.depth, dataset_channels(cfg.dataset))
-    header = run_header("summary", cfg.model, model, runtime, cfg.dataset.name)
+    header = run_header("summary", model, runtime, cfg.dataset.name)
     log.info(summary_line(header))
     for stage, blocks in model.spec.plan.stage_repeats.items():
         log.info(f"  {stage:<7} {blocks:>3} x {'simple' if stage in ('down2', 'up4') else header['block']}")
@@ -171,30 +154,6 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
     return None
 
 
-JOB_NAME_KEYS = {"depth.layers": "depth", "trainer.seed": "seed"}  # shorter names in sweep subfolders
-JOB_NAME_SKIP = ("dataset.root", "checkpoint")  # paths: the same for every job of a sweep, and full of slashes
-
-
-def job_dirname(overrides: list[str]) -> str:
-    """A sweep job's subfolder name from its overrides, e.g. ``model=both,depth=26,seed=0``.
-
-    Like Hydra's ``override_dirname`` but in the order given (sweep order), with
-    ``depth.layers`` and ``trainer.seed`` shortened and path-valued keys left out,
-    so a folder reads at a glance and never nests.
-    """
-    parts = []
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key.lstrip("+~") in JOB_NAME_SKIP:
-            continue
-        key = JOB_NAME_KEYS.get(key, key)
-        parts.append(f"{key}={value}".replace("/", "_").replace(os.sep, "_"))
-    return ",".join(parts) or "default"
-
-
-OmegaConf.register_new_resolver("skipexp_dirname", job_dirname, replace=True)
-
-
 def resumable(run_dir: Path, resume: str | None) -> bool:
     """Whether this training run continues from a checkpoint in its folder (``resume=RUN_DIR`` or ``auto``)."""
     if resume is None:
@@ -224,22 +183,6 @@ def resume_overrides(args: list[str]) -> list[str]:
                         "training run, such as outputs/runs/<run>.")
     earlier = [str(o) for o in OmegaConf.load(saved) if not str(o).startswith(("resume=", "hydra."))]
     return [*earlier, *args, f"hydra.run.dir={run_dir}"]
-
-
-def normalise_overrides(args: list[str]) -> list[str]:
-    """Turn ``depth=102`` (or a sweep ``depth=26,50``) into ``depth.layers=...``.
-
-    Hydra parses a bare number as an int, which it refuses as a config-group
-    choice; every numeric depth preset holds exactly that many layers, so the
-    two spellings build the same network, and any N works, not only presets.
-    """
-    out = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key == "depth" and value and all(v.strip().isdigit() for v in value.split(",")):
-            arg = f"depth.layers={value}"
-        out.append(arg)
-    return out
 
 
 def _type_name(value: object) -> str:

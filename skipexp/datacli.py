@@ -23,7 +23,7 @@ import tifffile
 from omegaconf import OmegaConf
 from PIL import Image
 
-from skipexp.cli import find_conf_dir
+from skipexp.config import find_conf_dir
 from skipexp.data.download import fetch_files, isbi2012_defaults, read_urls_file
 from skipexp.data.synthetic import make_stack
 

@@ -32,8 +32,9 @@ import numpy as np
 import yaml
 
 from skipexp.errors import UserError
+from skipexp.files import write_json
 from skipexp.gradflow import MEASURES, NPZ, load_arrays
-from skipexp.rundir import RESULTS, write_json
+from skipexp.rundir import RESULTS
 from skipexp.sweep import SUMMARY
 
 VARIANT_ORDER = ("both", "long_only", "short_only", "none")

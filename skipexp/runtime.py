@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 
 from skipexp.distributed import Distributed
 from skipexp.errors import ConfigError
-from skipexp.models.fastdropout import use_fast_dropout
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("auto", "cpu", "cuda")
@@ -123,14 +122,8 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Move the model to the device in the run's memory format, with the fast dropout when asked for.
-
-        A compiled net keeps ``nn.Dropout``: inductor fuses its mask into the kernels, and FastDropout's NumPy
-        generator is opaque to the compiler.
-        """
+        """Move the model to the device in the run's memory format."""
         model = model.to(self.device)
-        if self.fast_dropout and self.compile_mode is None:
-            use_fast_dropout(model)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def compile(self, model: torch.nn.Module) -> torch.nn.Module:

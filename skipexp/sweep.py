@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from skipexp.errors import describe_error
-from skipexp.rundir import write_json
+from skipexp.files import write_json
 
 log = logging.getLogger("skipexp.sweep")
 SUMMARY = "sweep_summary.json"

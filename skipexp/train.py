@@ -26,26 +26,18 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from skipexp.build import build_network, run_header, summary_line
 from skipexp.checkpoint import CheckpointError, copy_checkpoint, load_latest, save_checkpoint
 from skipexp.data import build_data
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import SampleStream, ShardedBatches, pad_collate
 from skipexp.errors import UserError
 from skipexp.evaluate import evaluate
+from skipexp.files import write_json
 from skipexp.gradflow import GradFlow
 from skipexp.losses import get_loss
-from skipexp.models import build_model
 from skipexp.optim import build_optimizer
-from skipexp.rundir import (
-    BEST_CHECKPOINT,
-    CHECKPOINTS,
-    LAST_CHECKPOINT,
-    RESULTS,
-    TENSORBOARD,
-    run_header,
-    summary_line,
-    write_json,
-)
+from skipexp.rundir import BEST_CHECKPOINT, CHECKPOINTS, LAST_CHECKPOINT, RESULTS, TENSORBOARD
 from skipexp.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -140,8 +132,9 @@ class _StopSignals:
 def _network_mismatch(saved: dict[str, Any], cfg: DictConfig) -> str | None:
     """The architecture keys in which a checkpoint's config differs from this run's, as ``key saved vs now``."""
     now = OmegaConf.to_container(cfg, resolve=True)
-    keys = [("model", "variant"), ("model", "block"), ("model", "width"), ("model", "n_simple_blocks"),
-            ("model", "merge"), ("model", "upsample"), ("model", "norm"), ("depth", "layers")]
+    keys = [("model", "long_skip"), ("model", "short_skip"), ("model", "block"), ("model", "width"),
+            ("model", "n_simple_blocks"), ("model", "merge"), ("model", "upsample"), ("model", "norm"),
+            ("depth", "layers")]
     diffs = [f"{a}.{b} {saved.get(a, {}).get(b)} vs {now[a][b]}" for a, b in keys
              if saved.get(a, {}).get(b) != now[a][b]]
     return ", ".join(diffs) or None
@@ -180,11 +173,11 @@ def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any
     per_epoch = trainer.samples_per_epoch or len(data.train)
     _check_batches(trainer, per_epoch, dist.world_size)
     dist.init(runtime.device)
-    model = runtime.prepare(build_model(cfg.model, cfg.depth, data.in_channels))
+    model = build_network(cfg.model, cfg.depth, data.in_channels, runtime)
     optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs,
                                            runtime.fused_optimizer)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    header = {**run_header("train", cfg.model, model, runtime, data.name), "world_size": dist.world_size}
+    header = {**run_header("train", model, runtime, data.name), "world_size": dist.world_size}
     gradflow = GradFlow.from_config(cfg.gradflow, model, main)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from skipexp.cli import compose_config
+from skipexp.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

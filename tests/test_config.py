@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from skipexp.cli import find_conf_dir, normalise_overrides
+from skipexp.config import find_conf_dir, normalise_overrides
 from tests.conftest import CONF, compose_config, run_cli
 
 GROUPS = ["model", "depth", "dataset", "optimizer", "trainer", "experiment"]

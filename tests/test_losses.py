@@ -31,7 +31,7 @@ LOSS_TOLERANCE = 0.01  # bf16 autocast keeps about 3 significant digits; the Dic
 
 def test_fast_settings_give_the_fp32_loss_of_a_step():
     """One training step's loss under the default speed-ups (bf16 where native, channels-last) vs plain fp32."""
-    from skipexp.models import build_model
+    from skipexp.build import build_network
     from skipexp.runtime import Runtime
     from tests.conftest import compose_config
 
@@ -40,7 +40,7 @@ def test_fast_settings_give_the_fp32_loss_of_a_step():
         cfg = compose_config([f"trainer={trainer}", "model.width=8", "model.dropout=0"])
         runtime = Runtime.from_config(cfg.trainer)
         torch.manual_seed(0)
-        model = runtime.prepare(build_model(cfg.model, cfg.depth, 1)).train()
+        model = build_network(cfg.model, cfg.depth, 1, runtime).train()
         image = torch.randn(2, 1, 96, 96)
         label = (torch.rand(2, 1, 96, 96) < 0.3).float()
         with runtime.autocast():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from skipexp.cli import compose_config
+from skipexp.config import compose_config
 from skipexp.optim import FusedRMSprop, build_optimizer
 
 HYPER = dict(lr=1e-2, alpha=0.9, eps=1e-8, weight_decay=1e-3, foreach=True)

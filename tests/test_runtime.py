@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from skipexp.cli import compose_config
-from skipexp.models import build_model
+from skipexp.build import build_network
+from skipexp.config import compose_config
 from skipexp.models.fastdropout import FastDropout
 from skipexp.runtime import Runtime
 
@@ -44,7 +44,7 @@ def test_fast_dropout_is_for_eager_nets_only():
     eager = Runtime.from_config(compose_config(["model.width=4"]).trainer)
     compiled = Runtime.from_config(compose_config(["model.width=4", "trainer.compile=true"]).trainer)
     cfg = compose_config(["model.width=4"])
-    kinds = [{type(m) for m in runtime.prepare(build_model(cfg.model, cfg.depth, 1)).modules()}
+    kinds = [{type(m) for m in build_network(cfg.model, cfg.depth, 1, runtime).modules()}
              for runtime in (eager, compiled)]
     assert FastDropout in kinds[0] and nn.Dropout not in kinds[0]
     assert nn.Dropout in kinds[1] and FastDropout not in kinds[1]
@@ -59,7 +59,7 @@ def test_compiled_net_matches_the_eager_one():
         cfg = compose_config([*overrides, f"trainer.compile={compile_flag}"])
         runtime = Runtime.from_config(cfg.trainer)
         torch.manual_seed(0)
-        model = runtime.prepare(build_model(cfg.model, cfg.depth, 1)).train()
+        model = build_network(cfg.model, cfg.depth, 1, runtime).train()
         image = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
         out = runtime.compile(model)(runtime.to_device(image))
         out.mean().backward()

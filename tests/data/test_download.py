@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from skipexp.cli import find_conf_dir
+from skipexp.config import find_conf_dir
 from skipexp.data.download import DownloadError, fetch_files, file_url, isbi2012_defaults, read_urls_file
 from skipexp.datacli import main
 from tests.data.test_io import one_sentence

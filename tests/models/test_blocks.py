@@ -85,7 +85,7 @@ def test_channels_last_training_step_with_narrow_layers_does_not_corrupt_memory(
 
     code = """
 import torch
-from skipexp.cli import compose_config
+from skipexp.config import compose_config
 from skipexp.models import build_model
 cfg = compose_config(["model.width=4"])
 model = build_model(cfg.model, cfg.depth, 1).to(memory_format=torch.channels_last).train()
