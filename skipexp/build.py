@@ -1,21 +1,64 @@
-"""One builder of a run's parts: the composed config in, the runtime, data, model, optimizer and header out.
+"""One builder of a run's parts: the composed config in; runtime, data, model, optimizer and header out.
 
-Train, eval, predict and summary all receive their parts from here; nothing
-below the entrypoint reads the config again.
+``check_config`` reads and checks every value a user can set without building
+anything (the CLI calls it before Hydra makes a run folder); ``build_training``,
+``build_inference`` and ``build_summary`` call the same readers and then build
+what train, eval/predict and summary receive. Nothing below the entrypoint
+reads the config again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
+from skipexp import checks
+from skipexp.checkpoint import load_checkpoint
+from skipexp.data import DataSplits, build_data, data_spec
+from skipexp.data.augment import Augmenter
+from skipexp.data.common import SampleStream, ShardedBatches, pad_collate
 from skipexp.errors import UserError
-from skipexp.models import FCResNet, build_model, count_parameters, main_path_layers
+from skipexp.evaluate import Inference
+from skipexp.gradflow import GradFlow
+from skipexp.losses import get_loss
+from skipexp.models import FCResNet, build_model, count_parameters, main_path_layers, net_spec
 from skipexp.models.speed import apply_speedups
-from skipexp.rundir import CHECKPOINTS, RESULTS, TENSORBOARD, variant_name
+from skipexp.optim import build_optimizer, check_optimizer
+from skipexp.rundir import variant_name
 from skipexp.runtime import Runtime
+from skipexp.train import LoopSettings, TrainParts
+
+MODES = ("train", "eval", "predict", "summary")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Read and check every node a run reads (mode, trainer, augment, dataset, model, depth, optimizer,
+    gradflow, predict, checkpoint, resume), building nothing: a bad value is one sentence within seconds."""
+    checks.one_of("", cfg, "mode", MODES)
+    checks.optional(checks.text, "", cfg, "checkpoint", "a path", "outputs/runs/RUN/checkpoints/best.pt")
+    checks.optional(checks.text, "", cfg, "resume", "a run folder or auto", "auto")
+    Runtime.from_config(cfg.trainer)
+    LoopSettings.from_config(cfg.trainer)
+    get_loss(cfg.trainer.loss)
+    Augmenter.from_config(cfg.augment, cfg.trainer.crop)
+    spec = data_spec(cfg.dataset)
+    net_spec(cfg.model, cfg.depth, spec.in_channels)
+    check_optimizer(cfg.optimizer)
+    GradFlow.settings(cfg.gradflow)
+    Inference.from_config(cfg.predict)
+
+
+def _runtime(trainer: DictConfig) -> Runtime:
+    """The run's runtime, applied to this process (threads, allocator) and seeded."""
+    runtime = Runtime.from_config(trainer)
+    runtime.apply()
+    runtime.seed_everything()
+    return runtime
 
 
 def build_network(model_cfg: DictConfig, depth_cfg: DictConfig, in_channels: int, runtime: Runtime) -> FCResNet:
@@ -26,6 +69,76 @@ def build_network(model_cfg: DictConfig, depth_cfg: DictConfig, in_channels: int
     """
     model = runtime.prepare(build_model(model_cfg, depth_cfg, in_channels))
     return apply_speedups(model, fast_dropout=runtime.fast_dropout and runtime.compile_mode is None)
+
+
+def build_training(cfg: DictConfig) -> TrainParts:
+    """Everything ``train`` needs, built in the order that makes a seed give the same run: seed, data, weights."""
+    runtime = _runtime(cfg.trainer)
+    loop = LoopSettings.from_config(cfg.trainer)
+    loss_fn = get_loss(cfg.trainer.loss)
+    data = build_data(data_spec(cfg.dataset), Augmenter.from_config(cfg.augment, cfg.trainer.crop))
+    per_epoch = loop.check_batches(len(data.train), runtime.dist.world_size)
+    runtime.dist.init(runtime.device)
+    model = build_network(cfg.model, cfg.depth, data.in_channels, runtime)
+    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), loop.epochs, runtime.fused_optimizer)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+    header = {**run_header("train", model, runtime, data.name), "world_size": runtime.dist.world_size}
+    gradflow = GradFlow.from_config(cfg.gradflow, model, runtime.dist.is_main)
+    # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
+    stream = SampleStream(len(data.train), per_epoch, runtime.seed)
+    batches = ShardedBatches(stream, loop.batch_size, runtime.dist.shard)
+    # the loader's own generator: starting an epoch must not draw from torch's global one (dropout's), or a run
+    # resumed mid-epoch would see different dropout masks than an uninterrupted one
+    loader = DataLoader(data.train, batch_sampler=batches, num_workers=loop.num_workers, collate_fn=pad_collate,
+                        pin_memory=runtime.device.type == "cuda", persistent_workers=loop.num_workers > 0,
+                        generator=torch.Generator().manual_seed(runtime.seed))
+    return TrainParts(runtime=runtime, loop=loop, data=data, loader=loader, stream=stream, batches=batches,
+                      collate=pad_collate, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                      loss_fn=loss_fn, gradflow=gradflow, header=header,
+                      config=OmegaConf.to_container(cfg, resolve=True))
+
+
+@dataclass
+class InferenceParts:
+    """What eval and predict receive: a checkpoint's own network with its weights, the data, how to infer."""
+
+    runtime: Runtime
+    model: FCResNet
+    data: DataSplits
+    inference: Inference
+    loss_fn: Any  # the loss the checkpoint was trained with
+    header: dict[str, Any]
+    checkpoint: Path
+
+
+def build_inference(cfg: DictConfig) -> InferenceParts:
+    """Rebuild the checkpoint's own network (its model and depth config), load its weights, read the data."""
+    runtime = _runtime(cfg.trainer)
+    inference = Inference.from_config(cfg.predict)
+    if cfg.checkpoint is None:
+        raise UserError(f"mode={cfg.mode} needs a checkpoint; pass checkpoint=PATH (a run's checkpoints/best.pt).")
+    state = load_checkpoint(cfg.checkpoint)
+    saved = OmegaConf.create(state["config"])
+    spec = data_spec(cfg.dataset)
+    model = build_model(saved.model, saved.depth, spec.in_channels)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise UserError(f"checkpoint {cfg.checkpoint} does not fit dataset.in_channels={spec.in_channels} "
+                        f"({str(err).splitlines()[0]}).") from err
+    model = runtime.prepare(model)
+    data = build_data(spec)
+    return InferenceParts(runtime=runtime, model=model, data=data, inference=inference,
+                          loss_fn=get_loss(saved.trainer.loss), header=run_header(cfg.mode, model, runtime, data.name),
+                          checkpoint=Path(cfg.checkpoint).resolve())
+
+
+def build_summary(cfg: DictConfig) -> tuple[FCResNet, dict[str, Any]]:
+    """The network alone (no data read) and its results.json header."""
+    runtime = _runtime(cfg.trainer)
+    spec = data_spec(cfg.dataset)
+    model = build_model(cfg.model, cfg.depth, spec.in_channels)
+    return model, run_header("summary", model, runtime, spec.name)
 
 
 def run_header(mode: str, model: FCResNet, runtime: Runtime, dataset: str) -> dict[str, Any]:
@@ -47,24 +160,3 @@ def run_header(mode: str, model: FCResNet, runtime: Runtime, dataset: str) -> di
         "threads": runtime.threads,
         "seed": runtime.seed,
     }
-
-
-def summary_line(header: dict[str, Any]) -> str:
-    """One line for the start of a run: variant, counted layers, parameters, device."""
-    return (f"skipexp {header['mode']}: model={header['model']} (long_skip={header['long_skip']}, "
-            f"short_skip={header['short_skip']}), {header['depth_layers']} layers, {header['block']} blocks, "
-            f"width {header['width']}, {header['params']:,} parameters, device {header['device']} "
-            f"({header['precision']})")
-
-
-def check_fresh(run_dir: Path, restart: bool = False) -> None:
-    """Refuse to train into a folder that already holds a run, so nothing earlier is overwritten.
-
-    ``restart`` (resume=auto, no checkpoint yet) accepts the traces of a job killed
-    before its first checkpoint: it had no results, and its events are purged.
-    """
-    names = (RESULTS,) if restart else (RESULTS, CHECKPOINTS, TENSORBOARD)
-    taken = [name for name in names if (run_dir / name).exists()]
-    if taken:
-        raise UserError(f"run folder {run_dir} already holds a run ({', '.join(taken)}); pick a new folder with "
-                        "hydra.run.dir=PATH.")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 import numpy as np
@@ -18,86 +20,62 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from skipexp.build import check_fresh, run_header, summary_line
-from skipexp.checkpoint import load_checkpoint, previous
+from skipexp.build import InferenceParts, build_inference, build_summary, build_training, check_config
 from skipexp.config import compose_config, find_conf_dir, normalise_overrides
-from skipexp.data import build_data, dataset_channels
 from skipexp.data.common import standardise
-from skipexp.errors import UserError, describe_error
-from skipexp.evaluate import Inference, evaluate, membrane_probability
-from skipexp.files import write_json
-from skipexp.losses import get_loss
-from skipexp.models import build_model
-from skipexp.rundir import CHECKPOINTS, EVAL, LAST_CHECKPOINT, PREDICTIONS, RESULTS
-from skipexp.runtime import Runtime
+from skipexp.errors import UserError, describe_error, exit_on_user_error
+from skipexp.evaluate import evaluate, membrane_probability
+from skipexp.files import previous, write_bytes, write_json
+from skipexp.rundir import CHECKPOINTS, EVAL, LAST_CHECKPOINT, PREDICTIONS, RESULTS, TENSORBOARD, summary_line
 from skipexp.sweep import SweepSummary
+from skipexp.train import train
 
 log = logging.getLogger("skipexp")
-MODES = ("train", "eval", "predict", "summary")
+_fresh_run_dir: list[Path] = []  # the single run's folder, when it did not exist before this command
 
 
-def _model_from_checkpoint(cfg: DictConfig, runtime: Runtime) -> tuple[torch.nn.Module, DictConfig]:
-    """Rebuild the checkpoint's own network (its model and depth config) and load its weights."""
-    if cfg.checkpoint is None:
-        raise UserError(f"mode={cfg.mode} needs a checkpoint; pass checkpoint=PATH (a run's checkpoints/best.pt).")
-    state = load_checkpoint(cfg.checkpoint)
-    saved = OmegaConf.create(state["config"])
-    model = build_model(saved.model, saved.depth, dataset_channels(cfg.dataset))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise UserError(f"checkpoint {cfg.checkpoint} does not fit dataset.in_channels="
-                        f"{dataset_channels(cfg.dataset)} ({str(err).splitlines()[0]}).") from err
-    return runtime.prepare(model), saved
-
-
-def run_eval(cfg: DictConfig, run_dir: Path) -> dict:
+def run_eval(parts: InferenceParts, run_dir: Path) -> dict:
     """Score a checkpoint on the validation set of the configured dataset; write eval.json."""
-    runtime = Runtime.from_config(cfg.trainer)
-    model, saved = _model_from_checkpoint(cfg, runtime)
-    data = build_data(cfg.dataset)
-    header = run_header("eval", model, runtime, data.name)
-    log.info(summary_line(header))
-    inference = Inference.from_config(cfg.predict)
-    scores, _ = evaluate(model, data.val, get_loss(saved.trainer.loss), runtime, inference)
-    result = {**header, "checkpoint": str(Path(cfg.checkpoint).resolve()), "inference": asdict(inference), **scores}
+    log.info(summary_line(parts.header))
+    scores, _ = evaluate(parts.model, parts.data.val, parts.loss_fn, parts.runtime, parts.inference)
+    result = {**parts.header, "checkpoint": str(parts.checkpoint), "inference": asdict(parts.inference), **scores}
     write_json(run_dir / EVAL, result)
     log.info(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     return result
 
 
-def run_predict(cfg: DictConfig, run_dir: Path) -> Path:
+def run_predict(parts: InferenceParts, run_dir: Path) -> Path:
     """Write probability maps of the dataset's prediction images as float32 TIFF, high = cell interior.
 
     Maps of one size go into one stack, ``predictions.tif`` (the ISBI 2012 submission format);
     maps of differing sizes go into ``predictions/<name>.tif``, one per input image.
     """
-    runtime = Runtime.from_config(cfg.trainer)
-    model, _ = _model_from_checkpoint(cfg, runtime)
-    inference = Inference.from_config(cfg.predict)
-    data = build_data(cfg.dataset)
-    log.info(summary_line(run_header("predict", model, runtime, data.name)))
+    log.info(summary_line(parts.header))
+    images = parts.data.predict_images
     maps = []
-    for image in tqdm(data.predict_images, desc="predict", unit="image", disable=len(data.predict_images) < 2):
-        prob = membrane_probability(model, torch.from_numpy(standardise(image)), runtime, inference)
+    for image in tqdm(images, desc="predict", unit="image", disable=len(images) < 2):
+        prob = membrane_probability(parts.model, torch.from_numpy(standardise(image)), parts.runtime, parts.inference)
         maps.append((1.0 - prob).astype(np.float32))
     if len({m.shape for m in maps}) == 1:
         out = run_dir / PREDICTIONS
-        tifffile.imwrite(out, np.stack(maps))
+        _write_tiff(out, np.stack(maps))
     else:
         out = run_dir / PREDICTIONS.removesuffix(".tif")
-        out.mkdir(exist_ok=True)
-        for name, prob_map in zip(data.predict_names, maps, strict=True):
-            tifffile.imwrite(out / f"{name}.tif", prob_map)
+        for name, prob_map in zip(parts.data.predict_names, maps, strict=True):
+            _write_tiff(out / f"{name}.tif", prob_map)
     log.info(f"wrote {len(maps)} probability maps (1 = cell interior) to {out}")
     return out
 
 
-def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
-    """Build the network without training; print its stages and write the results.json header."""
-    runtime = Runtime.from_config(cfg.trainer)
-    model = build_model(cfg.model, cfg.depth, dataset_channels(cfg.dataset))
-    header = run_header("summary", model, runtime, cfg.dataset.name)
+def _write_tiff(path: Path, array: np.ndarray) -> None:
+    """A float32 TIFF (stack), written whole in memory first, then atomically (tifffile wants a named file)."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array)
+    write_bytes(path, buffer.getvalue())
+
+
+def run_summary(model: torch.nn.Module, header: dict, run_dir: Path) -> dict:
+    """Print the network's stages and write the results.json header; no training."""
     log.info(summary_line(header))
     for stage, blocks in model.spec.plan.stage_repeats.items():
         log.info(f"  {stage:<7} {blocks:>3} x {'simple' if stage in ('down2', 'up4') else header['block']}")
@@ -105,67 +83,78 @@ def run_summary(cfg: DictConfig, run_dir: Path) -> dict:
     return header
 
 
-def dispatch(cfg: DictConfig) -> None:
-    """Run the configured mode in the Hydra run folder."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.mode not in MODES:
-        raise UserError(f"mode={cfg.mode} is not one of {', '.join(MODES)}.")
+def dispatch(cfg: DictConfig, run_dir: Path) -> None:
+    """Build the configured mode's parts and run it in the run folder."""
+    check_config(cfg)
     if cfg.mode == "train":
-        from skipexp.train import train
-
         resume = resumable(run_dir, cfg.resume)
-        if not resume:  # resume=auto before any checkpoint: a job killed that early simply starts again
-            check_fresh(run_dir, restart=cfg.resume == "auto")
-        results = train(cfg, run_dir, resume=resume)
+        results = train(build_training(cfg), run_dir, resume=resume)
         if results:  # empty on ranks other than 0, which write nothing
             log.info(f"run folder: {run_dir} (best val_dice {results['best']['val_dice']:.4f}, "
                      f"{results['wall_s']:.0f} s)")
-    elif cfg.mode == "eval":
-        run_eval(cfg, run_dir)
-    elif cfg.mode == "predict":
-        run_predict(cfg, run_dir)
+    elif cfg.mode in ("eval", "predict"):
+        parts = build_inference(cfg)
+        (run_eval if cfg.mode == "eval" else run_predict)(parts, run_dir)
     else:
-        run_summary(cfg, run_dir)
-
-
-def _fail(err: UserError) -> NoReturn:
-    """A user's error: its one sentence on stderr, and exit 2 (or the error's own code, e.g. 128 + signal)."""
-    print(f"skipexp: error: {err}", file=sys.stderr)
-    sys.exit(getattr(err, "exit_code", 2))
+        run_summary(*build_summary(cfg), run_dir)
 
 
 @hydra.main(version_base=None, config_path=str(find_conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> dict | None:
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg, run_dir)
+    with exit_on_user_error("skipexp"):
+        try:
+            dispatch(cfg, run_dir)
+        except UserError:
+            _discard_if_empty(run_dir)
+            raise
+    return None
+
+
+def _sweep_job(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """One job of a sweep: a bad value or a crash is logged and returned, and the other jobs go on
+    (SweepSummary lists the failures at the end)."""
     try:
-        dispatch(cfg)
-    except UserError as err:
+        dispatch(cfg, run_dir)
+    except Exception as err:
         if os.environ.get("SKIPEXP_TRACEBACK"):
             raise
-        log.error(f"skipexp: error: {err}")
-        if multirun:  # the other jobs go on; SweepSummary lists this one at the end
+        if isinstance(err, UserError):
+            log.error(f"skipexp: error: {err}")
             return {"error": str(err)}
-        _fail(err)
-    except Exception as err:  # a crash in one job of a sweep must not stop the others
-        if not multirun or os.environ.get("SKIPEXP_TRACEBACK"):
-            raise
         log.exception(f"skipexp: job crashed: {err}")
         return {"error": describe_error(err)}
     return None
 
 
+def _discard_if_empty(run_dir: Path) -> None:
+    """A run refused before it wrote anything leaves no folder that looks like a run (only Hydra's .hydra/ and
+    log were there); a folder that existed before this command is never removed."""
+    if run_dir.absolute() not in _fresh_run_dir or not run_dir.is_dir():
+        return
+    if all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def resumable(run_dir: Path, resume: str | None) -> bool:
-    """Whether this training run continues from a checkpoint in its folder (``resume=RUN_DIR`` or ``auto``)."""
-    if resume is None:
-        return False
+    """Whether this training run continues from a checkpoint in its folder (``resume=RUN_DIR`` or ``auto``);
+    a run that does not must get a folder that holds no run, so nothing earlier is overwritten."""
     last = run_dir / CHECKPOINTS / LAST_CHECKPOINT
     has_checkpoint = last.is_file() or previous(last).is_file()
-    if str(resume) == "auto":
-        return has_checkpoint
-    if not has_checkpoint:
+    if resume is not None and str(resume) != "auto" and not has_checkpoint:
         raise UserError(f"resume={resume}: {run_dir} holds no checkpoint to continue from (checkpoints/last.pt); "
                         "give the folder of an interrupted training run.")
-    return True
+    if resume is not None and has_checkpoint:
+        return True
+    # resume=auto before any checkpoint: a job killed that early simply starts again (its events are purged)
+    names = (RESULTS,) if resume == "auto" else (RESULTS, CHECKPOINTS, TENSORBOARD)
+    taken = [name for name in names if (run_dir / name).exists()]
+    if taken:
+        raise UserError(f"run folder {run_dir} already holds a run ({', '.join(taken)}); pick a new folder with "
+                        "hydra.run.dir=PATH.")
+    return False
 
 
 def resume_overrides(args: list[str]) -> list[str]:
@@ -185,33 +174,8 @@ def resume_overrides(args: list[str]) -> list[str]:
     return [*earlier, *args, f"hydra.run.dir={run_dir}"]
 
 
-def _type_name(value: object) -> str:
-    return {bool: "true or false", int: "a whole number", float: "a number"}[type(value)]
-
-
-def check_override_types(args: list[str], cfg: DictConfig) -> None:
-    """Each ``key=value`` override must have the type of the value it replaces (the configs have no schema)."""
-    choices = [a for a in args if "=" in a and "." not in a.partition("=")[0]]
-    reference = compose_config(choices)
-    for arg in args:
-        key, sep, _ = arg.partition("=")
-        if not sep or "." not in key or key.startswith(("hydra.", "+", "~")):
-            continue
-        default, value = OmegaConf.select(reference, key), OmegaConf.select(cfg, key)
-        if not isinstance(default, bool | int | float) or value is None:
-            continue
-        ok = isinstance(value, bool) if isinstance(default, bool) else (
-            isinstance(value, int | float) and not isinstance(value, bool)
-            and (isinstance(default, float) or isinstance(value, int)))
-        if not ok:
-            shown = str(default).lower() if isinstance(default, bool) else default
-            raise UserError(f"{key}={value!r} should be {_type_name(default)} (the default is {shown}); "
-                            f"give e.g. {key}={shown}.")
-
-
 def _writable_parent(folder: Path) -> None:
     """The run folder must be creatable: try a scratch folder in its nearest existing ancestor."""
-    import tempfile
 
     ancestor = folder.absolute()
     while not ancestor.exists() and ancestor != ancestor.parent:
@@ -252,26 +216,25 @@ def preflight(args: list[str]) -> None:
             raise UserError(f"{key} is not a key of this config; check the spelling against `skipexp --cfg job` "
                             f"(or add a new key with +{key}=VALUE).") from err
         raise UserError(f"the config could not be composed ({' '.join(lines)[:300]}).") from err
-    check_override_types(args, cfg)
-    _writable_parent(Path(cfg.hydra.run.dir))
+    check_config(cfg)
+    run_dir = Path(cfg.hydra.run.dir)
+    if cfg.mode == "train":
+        resumable(run_dir, cfg.resume)
+    _writable_parent(run_dir)
+    if not run_dir.exists():
+        _fresh_run_dir.append(run_dir.absolute())
 
 
 def main() -> None:
     """Console-script entry point."""
-    import shutil
-    import tempfile
 
     scratch = None
     if os.environ.get("RANK", "0") not in ("", "0"):  # torchrun's other ranks: a private folder, removed at the end
         scratch = tempfile.mkdtemp(prefix="skipexp-rank-")
     extra = [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"] if scratch else []
-    try:
+    with exit_on_user_error("skipexp"):
         args = resume_overrides(normalise_overrides(sys.argv[1:]))
         preflight(args)
-    except UserError as err:
-        if os.environ.get("SKIPEXP_TRACEBACK"):
-            raise
-        _fail(err)
     sys.argv = [sys.argv[0], *args, *extra]
     try:
         _hydra_main()

@@ -15,7 +15,6 @@ conf/dataset/isbi2012.yaml) and keeping a file only if its sha256 matches.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,28 +22,42 @@ import tifffile
 from omegaconf import OmegaConf
 from PIL import Image
 
+from skipexp import checks
 from skipexp.config import find_conf_dir
 from skipexp.data.download import fetch_files, isbi2012_defaults, read_urls_file
-from skipexp.data.synthetic import make_stack
+from skipexp.data.io import DataError
+from skipexp.data.synthetic import MIN_CELL_SIZE, MIN_SIZE, SyntheticSpec, make_stack
+from skipexp.errors import exit_on_user_error
 
 
 def export_synthetic(dest: Path, count: int, size: int, seed: int, cell_size: float) -> list[Path]:
     """Write ``count`` training sections of the synthetic set (split 0) and a preview PNG under ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    images, membranes = make_stack(seed, 0, count, size, cell_size)
+    images, membranes = make_stack(seed, 0, count, size, cell_size)  # refuses bad values before DEST is made
     volume = (images * 255).round().astype(np.uint8)
     labels = np.where(membranes == 1, 0, 255).astype(np.uint8)
     paths = [dest / "synthetic-volume.tif", dest / "synthetic-labels.tif", dest / "synthetic-sample.png"]
-    tifffile.imwrite(paths[0], volume)
-    tifffile.imwrite(paths[1], labels)
     gap = np.full((size, 8), 255, np.uint8)
-    Image.fromarray(np.concatenate([volume[0], gap, labels[0]], axis=1)).save(paths[2])
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(paths[0], volume)
+        tifffile.imwrite(paths[1], labels)
+        Image.fromarray(np.concatenate([volume[0], gap, labels[0]], axis=1)).save(paths[2])
+    except OSError as err:
+        raise DataError(f"could not write the synthetic stacks into {dest} ({err.strerror or err}); pick a DEST "
+                        "you can write to.") from err
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    defaults = OmegaConf.load(find_conf_dir() / "dataset" / "synthetic.yaml")
+def _check_synthetic_flags(args: argparse.Namespace, defaults: SyntheticSpec) -> None:
+    """The flags of ``skipexp-data synthetic``, named as typed, checked before anything is generated."""
+    flags = {"--count": args.count, "--size": args.size, "--seed": args.seed, "--cell-size": args.cell_size}
+    checks.positive_int("", flags, "--count", example=defaults.n_train)
+    checks.integer("", flags, "--size", minimum=MIN_SIZE, example=defaults.size)
+    checks.non_negative_int("", flags, "--seed", example=defaults.seed)
+    checks.number("", flags, "--cell-size", minimum=MIN_CELL_SIZE, example=defaults.cell_size)
+
+
+def _parser(defaults: SyntheticSpec) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipexp-data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     syn = sub.add_parser("synthetic", help="write synthetic EM-like sections and labels as TIFF stacks and a PNG")
@@ -61,18 +74,24 @@ def main(argv: list[str] | None = None) -> None:
     isbi.add_argument("--urls-file", type=Path, metavar="FILE", help="more URL bases, one a line (# comments)")
     isbi.add_argument("--timeout", type=float, default=60.0, metavar="S",
                       help="seconds to wait for a server (default %(default)s)")
-    args = parser.parse_args(argv)
-    try:
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; a bad value or a failed fetch is one sentence on stderr and exit 2."""
+    with exit_on_user_error("skipexp-data"):
+        conf = find_conf_dir()
+        defaults = SyntheticSpec.from_config(OmegaConf.load(conf / "dataset" / "synthetic.yaml"))
+        args = _parser(defaults).parse_args(argv)
         if args.command == "isbi2012":
-            sources, sha256 = isbi2012_defaults(find_conf_dir())
+            checks.positive_number("", {"--timeout": args.timeout}, "--timeout", example=60)
+            sources, sha256 = isbi2012_defaults(conf)
             extra = read_urls_file(args.urls_file) if args.urls_file else []
             bases = list(dict.fromkeys([*args.url_base, *extra, *sources]))
             paths = fetch_files(args.dest, bases, sha256, timeout=args.timeout)
         else:
+            _check_synthetic_flags(args, defaults)
             paths = export_synthetic(args.dest, args.count, args.size, args.seed, args.cell_size)
-    except (ValueError, OSError) as err:
-        print(f"skipexp-data: error: {err}", file=sys.stderr)
-        sys.exit(2)
     for path in paths:
         print(path)
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
+from skipexp import checks
 from skipexp.data.common import SegmentationSet
 from skipexp.errors import ConfigError
-from skipexp.metrics import challenge_scores, dice, pixel_error
+from skipexp.metrics import best_threshold_score, challenge_scores, dice, pixel_error
 from skipexp.runtime import Runtime
 
 
@@ -24,13 +25,17 @@ class Inference:
     tta: bool = False
 
     @classmethod
-    def from_config(cls, predict: DictConfig) -> Inference:
-        """The one place the ``predict`` node is read."""
-        tile, overlap = int(predict.tile), int(predict.overlap)
-        if tile < 0 or overlap < 0 or (tile and overlap >= tile):
-            raise ConfigError(f"predict.tile={tile} and predict.overlap={overlap} need tile >= 0 (0 = whole image) "
-                              "and 0 <= overlap < tile.")
-        return cls(tile, overlap, bool(predict.tta))
+    def from_config(cls, predict: Mapping[str, Any]) -> Inference:
+        """The one place the ``predict`` node is read and checked (cheap: nothing is loaded)."""
+        node = "predict"
+        checks.known_keys(node, predict, ("tile", "overlap", "tta"))
+        tile = checks.non_negative_int(node, predict, "tile", example=256,
+                                       need="0 (the whole image at once) or a tile size in pixels")
+        overlap = checks.non_negative_int(node, predict, "overlap", example=32)
+        if tile and overlap >= tile:
+            raise ConfigError(f"predict.overlap={overlap} must be less than predict.tile={tile}, or tiles would not "
+                              f"advance; give e.g. predict.overlap={tile // 4}, or predict.tile=0 for whole images.")
+        return cls(tile, overlap, checks.boolean(node, predict, "tta"))
 
 
 def _blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
@@ -105,7 +110,7 @@ def vrand_vinfo(membrane_probs: list[np.ndarray], membranes: list[np.ndarray], v
     per_slice = [challenge_scores(p, t) for p, t in zip(proposals, truths, strict=True)]
     rand = np.mean([s.v_rand_per_threshold for s in per_slice], axis=0)
     info = np.mean([s.v_info_per_threshold for s in per_slice], axis=0)
-    return max(0.0, float(np.nanmax(rand))), max(0.0, float(np.nanmax(info)))
+    return best_threshold_score(rand), best_threshold_score(info)
 
 
 @torch.no_grad()

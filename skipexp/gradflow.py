@@ -14,7 +14,6 @@ in separate ``aux_*`` arrays whose ``aux_kinds`` say which is which.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +22,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from skipexp import checks
+from skipexp.files import atomic_write
 from skipexp.models import FCResNet, main_path_layers
+from skipexp.report.figures import MEASURES, save_heatmap
+from skipexp.rundir import GRADFLOW, HEATMAP_GRAD, HEATMAP_UPDATE
 
-NPZ = "gradflow.npz"
-HEATMAP_GRAD = "gradflow_grad_norm.png"
-HEATMAP_UPDATE = "gradflow_update.png"
 UPDATE_STATS = ("mean", "std", "max", "min")
 
 
@@ -78,10 +78,16 @@ class GradFlow:
         self.aux_update_mean: list[np.ndarray] = []
         self._start: list[torch.Tensor] | None = None
 
+    @staticmethod
+    def settings(gradflow: DictConfig) -> tuple[bool, int]:
+        """The one place the ``gradflow`` node is read and checked: (enabled, every)."""
+        return checks.boolean("gradflow", gradflow, "enabled"), checks.positive_int("gradflow", gradflow, "every")
+
     @classmethod
     def from_config(cls, gradflow: DictConfig, model: FCResNet, writes: bool = True) -> GradFlow:
-        """The one place the ``gradflow`` node is read; off on processes that do not write (ranks other than 0)."""
-        return cls(model, int(gradflow.every), bool(gradflow.enabled) and writes)
+        """Gradient flow as the ``gradflow`` node asks; off on processes that do not write (ranks other than 0)."""
+        enabled, every = cls.settings(gradflow)
+        return cls(model, every, enabled and writes)
 
     @property
     def layer_names(self) -> list[str]:
@@ -191,10 +197,7 @@ class GradFlow:
     def save(self, run_dir: Path) -> list[tuple[str, Path]]:
         """Write gradflow.npz (atomically) and the latest heat maps as PNG; return (measure, PNG) pairs written."""
         arrays = self.arrays()
-        tmp = run_dir / f".{NPZ}.tmp"
-        with tmp.open("wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, run_dir / NPZ)
+        atomic_write(run_dir / GRADFLOW, lambda handle: np.savez(handle, **arrays))
         written = []
         for key, png in (("grad_norm", HEATMAP_GRAD), ("update_mean", HEATMAP_UPDATE)):
             if len(arrays[MEASURES[key][0]]):
@@ -246,75 +249,3 @@ class GradFlow:
             },
         }
 
-
-# ---- heat maps ------------------------------------------------------------------------------------
-
-MEASURES = {"grad_norm": ("steps", "step", "gradient L2 norm"),
-            "update_mean": ("epochs", "epoch", "mean |W_end - W_start|")}
-
-
-def _stage_bounds(stages: np.ndarray) -> list[tuple[str, int, int]]:
-    bounds, start = [], 0
-    for i in range(1, len(stages) + 1):
-        if i == len(stages) or stages[i] != stages[start]:
-            bounds.append((str(stages[start]), start, i))
-            start = i
-    return bounds
-
-
-def color_range(arrays_list: list[dict[str, np.ndarray]], key: str) -> tuple[float, float]:
-    """A log colour range shared by several runs: the 1st to 99.9th percentile of their positive values."""
-    values = np.concatenate([a[key][a[key] > 0].ravel() for a in arrays_list if a[key].size] or [np.ones(1)])
-    if values.size == 0:
-        return 1e-8, 1.0
-    low, high = np.percentile(values, [1, 99.9])
-    return float(low), float(max(high, low * 10))
-
-
-def draw_heatmap(ax, arrays: dict[str, np.ndarray], key: str, vrange: tuple[float, float], title: str = ""):
-    """Layers (rows, input at the top) x time (columns) on a log colour scale, stage boundaries marked."""
-    from matplotlib.colors import LogNorm
-
-    time_key, time_label, _ = MEASURES[key]
-    values = np.asarray(arrays[key], dtype=np.float64).T  # layers x time
-    times = arrays[time_key]
-    low, high = vrange
-    image = ax.imshow(np.clip(values, low, high), aspect="auto", interpolation="nearest", cmap="viridis",
-                      norm=LogNorm(vmin=low, vmax=high),
-                      extent=(float(times[0]) - 0.5, float(times[-1]) + 0.5, values.shape[0] - 0.5, -0.5))
-    bounds = _stage_bounds(arrays["stages"])
-    for _, start, _ in bounds[1:]:
-        ax.axhline(start - 0.5, color="white", linewidth=0.6)
-    ax.set_yticks([(a + b - 1) / 2 for _, a, b in bounds], [s for s, _, _ in bounds], fontsize=7)
-    ax.set_xlabel(time_label)
-    ax.set_title(title, fontsize=9)
-    return image
-
-
-def _figure(arrays: dict[str, np.ndarray], key: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 6), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    vrange = color_range([arrays], key)
-    n_layers = len(arrays["layers"])
-    image = draw_heatmap(ax, arrays, key, vrange, f"{MEASURES[key][2]} per layer ({n_layers} layers)")
-    fig.colorbar(image, ax=ax, label=MEASURES[key][2])
-    ax.set_ylabel("layer (input at top)")
-    return fig
-
-
-def save_heatmap(arrays: dict[str, np.ndarray], key: str, path: Path) -> None:
-    """The heat map as an 800 x 600 PNG."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    _figure(arrays, key).savefig(tmp, format="png")
-    os.replace(tmp, path)
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """gradflow.npz as a dict of arrays."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}

@@ -177,13 +177,20 @@ def challenge_scores(
     return ChallengeScores(r.score, i.score, thr, r.scores, i.scores)
 
 
+def best_threshold_score(scores: Sequence[float] | np.ndarray) -> float:
+    """The challenge's score from its per-threshold scores: Fiji starts from 0 and keeps f if f > best
+    (false for NaN), so the best threshold's score, never below 0 and never NaN."""
+    best = 0.0
+    for f in scores:
+        if f > best:
+            best = float(f)
+    return best
+
+
 def _finish(thresholds: np.ndarray, per_slice: np.ndarray, per_threshold: bool) -> float | ThresholdSweep:
     # per-threshold mean over the slices, summed in slice order as Fiji does
     scores = np.array([_ordered_sum(row) / row.size for row in per_slice], dtype=np.float64)
-    best = 0.0
-    for f in scores:  # Fiji: start from 0, keep f if f > best (false for NaN)
-        if f > best:
-            best = float(f)
+    best = best_threshold_score(scores)
     if per_threshold:
         return ThresholdSweep(best, thresholds.copy(), scores)
     return best

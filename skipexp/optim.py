@@ -1,17 +1,28 @@
-"""Optimizer and lr schedule: ``build_optimizer`` is the one place the ``optimizer`` node is read."""
+"""Optimizer and lr schedule: ``check_optimizer`` is the one place the ``optimizer`` node is read and checked,
+``build_optimizer`` builds what it describes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
+from skipexp import checks
 from skipexp.errors import ConfigError
-from skipexp.models.blocks import layout_of
+from skipexp.tensors import layout_of
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("step", "cosine", "none")
+_COMMON_KEYS = ("name", "lr", "weight_decay", "schedule", "step_epochs", "gamma")
+OPTIMIZER_KEYS = {  # what each optimizer reads (conf/optimizer/NAME.yaml)
+    "rmsprop": (*_COMMON_KEYS, "alpha", "eps", "momentum"),
+    "adam": (*_COMMON_KEYS, "betas", "eps"),
+    "sgd": (*_COMMON_KEYS, "momentum", "nesterov"),
+}
+RATE = "a number from 0 up to (not including) 1"
 
 
 class FusedRMSprop(torch.optim.RMSprop):
@@ -107,31 +118,79 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def build_optimizer(cfg: DictConfig, params: Iterable[torch.nn.Parameter], epochs: int, fused: bool = False
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The checked ``optimizer`` node: which optimizer, its PyTorch keyword arguments, and the lr schedule."""
+
+    name: str
+    hyper: dict[str, Any]  # lr, weight_decay and the optimizer's own: alpha, betas, eps, momentum, nesterov
+    schedule: str
+    step_epochs: int = 0  # step schedule only
+    gamma: float = 1.0  # step schedule only
+
+
+def check_optimizer(cfg: Mapping[str, Any]) -> OptimizerSettings:
+    """Read and check every key of the ``optimizer`` node (type, range, option, keys of another optimizer),
+    building nothing; a bad value raises a ConfigError naming it and the fix."""
+    name = checks.one_of("optimizer", cfg, "name", OPTIMIZERS, "pick one with optimizer=NAME")
+    checks.known_keys("optimizer", cfg, OPTIMIZER_KEYS[name], f"optimizer={name}")
+    hyper: dict[str, Any] = {
+        "lr": checks.positive_number("optimizer", cfg, "lr", example=1e-3),
+        "weight_decay": checks.non_negative_number("optimizer", cfg, "weight_decay", example=1e-4),
+    }
+    if name == "rmsprop":
+        hyper.update(alpha=_rate(cfg, "alpha", 0.9), eps=_eps(cfg), momentum=_rate(cfg, "momentum", 0.9))
+    elif name == "adam":
+        hyper.update(betas=_betas(cfg), eps=_eps(cfg))
+    else:
+        hyper.update(momentum=_rate(cfg, "momentum", 0.9), nesterov=checks.boolean("optimizer", cfg, "nesterov"))
+        if hyper["nesterov"] and hyper["momentum"] == 0:
+            raise ConfigError("optimizer.nesterov=true needs optimizer.momentum above 0; give e.g. "
+                              "optimizer.momentum=0.9, or optimizer.nesterov=false.")
+    schedule = checks.one_of("optimizer", cfg, "schedule", SCHEDULES)
+    if schedule != "step":
+        return OptimizerSettings(name, hyper, schedule)
+    return OptimizerSettings(name, hyper, schedule, checks.positive_int("optimizer", cfg, "step_epochs", example=200),
+                             checks.positive_number("optimizer", cfg, "gamma", example=0.1))
+
+
+def _rate(cfg: Any, key: str | int, example: float, node: str = "optimizer") -> float:
+    """A number in [0, 1): a moving-average decay or a momentum."""
+    return checks.number(node, cfg, key, minimum=0, maximum=math.nextafter(1.0, 0.0), example=example, need=RATE)
+
+
+def _eps(cfg: Mapping[str, Any]) -> float:
+    """The term added to the denominator of RMSprop's and Adam's update: above 0, so it never divides by 0."""
+    return checks.positive_number("optimizer", cfg, "eps", example=1e-8)
+
+
+def _betas(cfg: Mapping[str, Any]) -> tuple[float, float]:
+    """Adam's two moving-average decays, each in [0, 1)."""
+    need = f"a list of two numbers, each {RATE.removeprefix('a number ')}"
+    betas = checks.value("optimizer", cfg, "betas")
+    if not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) != 2:
+        raise checks.refuse("optimizer.betas", betas, need, "give e.g. optimizer.betas=[0.9,0.999]")
+    return _rate(betas, 0, 0.9, "optimizer.betas"), _rate(betas, 1, 0.999, "optimizer.betas")
+
+
+def build_optimizer(cfg: Mapping[str, Any], params: Iterable[torch.nn.Parameter], epochs: int, fused: bool = False
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimizer and its per-epoch lr scheduler; ``fused`` (``trainer.fused_optimizer``) picks a one-pass update.
 
     Weight decay is added to the gradient (PyTorch's ``weight_decay``), which is
     an L2 penalty of weight_decay/2 * |w|^2 on the loss.
     """
-    if cfg.name == "rmsprop":
-        opt = (FusedRMSprop if fused else torch.optim.RMSprop)(
-            params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-            foreach=True)
-    elif cfg.name == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-                               foreach=not fused, fused=fused or None)
-    elif cfg.name == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                              weight_decay=cfg.weight_decay, foreach=not fused, fused=fused or None)
+    settings = check_optimizer(cfg)
+    if settings.name == "rmsprop":
+        opt = (FusedRMSprop if fused else torch.optim.RMSprop)(params, **settings.hyper, foreach=True)
+    elif settings.name == "adam":
+        opt = torch.optim.Adam(params, **settings.hyper, foreach=not fused, fused=fused or None)
     else:
-        raise ConfigError(f"optimizer={cfg.name!r} is not one of {', '.join(OPTIMIZERS)}")
-    if cfg.schedule == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.gamma)
-    elif cfg.schedule == "cosine":
+        opt = torch.optim.SGD(params, **settings.hyper, foreach=not fused, fused=fused or None)
+    if settings.schedule == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.step_epochs, gamma=settings.gamma)
+    elif settings.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    elif cfg.schedule == "none":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
     else:
-        raise ConfigError(f"optimizer.schedule={cfg.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
     return opt, sched

@@ -13,6 +13,10 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.pt"  # written after every epoch; the one before it is kept as last.prev.pt
 BEST_CHECKPOINT = "best.pt"  # the best validation Dice so far
 TENSORBOARD = "tb"
+GRADFLOW = "gradflow.npz"  # the gradient-flow arrays, rewritten at every validation
+HEATMAP_GRAD = "gradflow_grad_norm.png"  # their heat maps, as logged to TensorBoard
+HEATMAP_UPDATE = "gradflow_update.png"
+SUMMARY = "sweep_summary.json"  # in a sweep folder: every job's outcome
 
 VARIANTS = ("both", "long_only", "short_only", "none")  # the paper's four, in its order
 
@@ -30,3 +34,11 @@ def early_stop_due(epoch: int, best_epoch: int, patience: int) -> bool:
     The loop stops on it, and the report reads it back to tell an early stop from an interrupted run.
     """
     return patience > 0 and epoch - best_epoch >= patience
+
+
+def summary_line(header: dict) -> str:
+    """One line for the start of a run, from its results.json header: variant, counted layers, parameters, device."""
+    return (f"skipexp {header['mode']}: model={header['model']} (long_skip={header['long_skip']}, "
+            f"short_skip={header['short_skip']}), {header['depth_layers']} layers, {header['block']} blocks, "
+            f"width {header['width']}, {header['params']:,} parameters, device {header['device']} "
+            f"({header['precision']})")

@@ -2,7 +2,8 @@
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
 ``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fused_optimizer``,
-``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read.
+``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read
+and checked; ``Runtime.apply`` sets the process's threads and malloc mode.
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import random
 import sys
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from skipexp import checks
 from skipexp.distributed import Distributed
 from skipexp.errors import ConfigError
 
@@ -79,36 +82,37 @@ class Runtime:
     fused_optimizer: bool = False  # one-pass optimizer updates (optim.build_optimizer's ``fused``)
     compile_mode: str | None = None  # torch.compile mode, None = eager
 
+    allocator: str = "system"  # CPU malloc mode (set_allocator), applied by ``apply``
+
     @classmethod
     def from_config(cls, trainer: DictConfig) -> Runtime:
-        """Resolve ``auto`` device and precision for this machine, check every value, set threads."""
-        if trainer.device not in DEVICES:
-            raise ConfigError(f"trainer.device={trainer.device!r} is not one of {', '.join(DEVICES)}")
-        if trainer.device == "cuda" and not torch.cuda.is_available():
+        """Read and check the runtime's ``trainer`` keys and resolve ``auto`` device, precision and threads for
+        this machine; changes nothing in the process (``apply`` does)."""
+        name = checks.one_of("trainer", trainer, "device", DEVICES)
+        if name == "cuda" and not torch.cuda.is_available():
             raise ConfigError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu.")
-        name = "cuda" if trainer.device == "auto" and torch.cuda.is_available() else trainer.device
+        name = "cuda" if name == "auto" and torch.cuda.is_available() else name
         dist = Distributed.from_env()
         device = dist.device("cpu" if name == "auto" else name)
-        precision = auto_precision(device) if trainer.precision == "auto" else trainer.precision
-        if precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision={trainer.precision!r} is not one of auto, {', '.join(PRECISIONS)}")
+        precision = checks.one_of("trainer", trainer, "precision", ("auto", *PRECISIONS))
+        precision = auto_precision(device) if precision == "auto" else precision
         if precision == "fp16" and device.type != "cuda":
             raise ConfigError("trainer.precision=fp16 needs a CUDA device; use trainer.precision=bf16 on CPU.")
-        threads = int(trainer.threads)
-        if threads < 0:
-            raise ConfigError(f"trainer.threads={threads} must be 0 (one share of this process's cores) or a count.")
+        threads = checks.non_negative_int("trainer", trainer, "threads", need="0 (one share of this process's "
+                                          "cores) or a count of threads")
         threads = threads or thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
-        torch.set_num_threads(threads)
-        compile_mode = {False: None, True: "default"}.get(trainer.compile, trainer.compile)
-        if compile_mode is not None and compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"trainer.compile={trainer.compile!r} is not one of false, true, "
-                              f"{', '.join(COMPILE_MODES)}")
-        if trainer.allocator not in ALLOCATORS:
-            raise ConfigError(f"trainer.allocator={trainer.allocator!r} is not one of {', '.join(ALLOCATORS)}")
-        if device.type == "cpu":
-            set_allocator(trainer.allocator)
-        return cls(device, PRECISIONS[precision], bool(trainer.channels_last), int(trainer.seed), threads, dist,
-                   bool(trainer.fast_dropout), bool(trainer.fused_optimizer), compile_mode)
+        compile_mode = {False: None, True: "default"}.get(  # type-strict: 1 is not taken for true
+            checks.one_of("trainer", trainer, "compile", (False, True, *COMPILE_MODES)), trainer.compile)
+        flag = functools.partial(checks.boolean, "trainer", trainer)
+        return cls(device, PRECISIONS[precision], flag("channels_last"),
+                   checks.non_negative_int("trainer", trainer, "seed"), threads, dist, flag("fast_dropout"),
+                   flag("fused_optimizer"), compile_mode, checks.one_of("trainer", trainer, "allocator", ALLOCATORS))
+
+    def apply(self) -> None:
+        """Set this process's intra-op threads and (on CPU) malloc mode."""
+        torch.set_num_threads(self.threads)
+        if self.device.type == "cpu":
+            set_allocator(self.allocator)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context for forward passes (a no-op in fp32)."""

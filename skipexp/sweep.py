@@ -23,9 +23,9 @@ from omegaconf import DictConfig
 
 from skipexp.errors import describe_error
 from skipexp.files import write_json
+from skipexp.rundir import SUMMARY
 
 log = logging.getLogger("skipexp.sweep")
-SUMMARY = "sweep_summary.json"
 JOB_STATUS = "job_status.json"
 
 

@@ -1,14 +1,14 @@
 """The training loop, top to bottom: steps, validation, checkpoints, results.json.
 
-``train`` is the one place the loop's ``trainer`` keys (epochs, batch_size,
-samples_per_epoch, crop, loss, num_workers, val_every, patience) are read.
-Under torchrun every rank runs this loop on its share of each global batch
-(see skipexp.distributed); rank 0 alone validates and writes.
+``train`` receives a run's parts from ``skipexp.build`` (nothing here reads the
+config or builds a part) and writes the run folder. Under torchrun every rank
+runs this loop on its share of each global batch (see skipexp.distributed);
+rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import math
 import random
@@ -16,33 +16,340 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from skipexp.build import build_network, run_header, summary_line
+from skipexp import checks
 from skipexp.checkpoint import CheckpointError, copy_checkpoint, load_latest, save_checkpoint
-from skipexp.data import build_data
-from skipexp.data.augment import Augmenter
-from skipexp.data.common import SampleStream, ShardedBatches, pad_collate
 from skipexp.errors import UserError
 from skipexp.evaluate import evaluate
 from skipexp.files import write_json
-from skipexp.gradflow import GradFlow
-from skipexp.losses import get_loss
-from skipexp.optim import build_optimizer
-from skipexp.rundir import BEST_CHECKPOINT, CHECKPOINTS, LAST_CHECKPOINT, RESULTS, TENSORBOARD
+from skipexp.rundir import (
+    BEST_CHECKPOINT,
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    RESULTS,
+    TENSORBOARD,
+    early_stop_due,
+    summary_line,
+)
 from skipexp.runtime import Runtime
 
 log = logging.getLogger(__name__)
 PANEL_IMAGES = 4  # validation images shown in TensorBoard's image panel
 ON_NAN = ("stop", "skip")
+ARCHITECTURE_KEYS = [("model", "long_skip"), ("model", "short_skip"), ("model", "block"), ("model", "width"),
+                     ("model", "n_simple_blocks"), ("model", "merge"), ("model", "upsample"), ("model", "norm"),
+                     ("depth", "layers")]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How long and how the loop runs: the one place these ``trainer`` keys are read and checked."""
+
+    epochs: int
+    batch_size: int
+    samples_per_epoch: int  # 0 = one pass over the training set
+    num_workers: int
+    val_every: int
+    patience: int  # 0 = no early stopping
+    on_nan: str
+
+    @classmethod
+    def from_config(cls, trainer: DictConfig) -> LoopSettings:
+        """Read and check ``trainer.epochs`` ... ``trainer.on_nan``."""
+        def count(key: str, minimum: int = 1) -> int:
+            return checks.integer("trainer", trainer, key, minimum=minimum)
+
+        return cls(epochs=count("epochs"), batch_size=count("batch_size"),
+                   samples_per_epoch=count("samples_per_epoch", 0), num_workers=count("num_workers", 0),
+                   val_every=count("val_every"), patience=count("patience", 0),
+                   on_nan=checks.one_of("trainer", trainer, "on_nan", ON_NAN))
+
+    def check_batches(self, n_train: int, world_size: int) -> int:
+        """Samples an epoch; every rank must get at least one sample of every global batch."""
+        per_epoch = self.samples_per_epoch or n_train
+        last = per_epoch % self.batch_size
+        if world_size > 1 and (self.batch_size < world_size or 0 < last < world_size):
+            raise UserError(f"trainer.batch_size={self.batch_size} (the global batch) with {per_epoch} samples an "
+                            f"epoch leaves some of the {world_size} processes without samples; use a batch_size and "
+                            f"trainer.samples_per_epoch that are multiples of {world_size}.")
+        return per_epoch
+
+
+@dataclass
+class TrainParts:
+    """What ``skipexp.build.build_training`` hands the loop: built once, from the composed config."""
+
+    runtime: Runtime
+    loop: LoopSettings
+    data: Any  # skipexp.data.DataSplits: train (augmented), val
+    loader: torch.utils.data.DataLoader  # over data.train, batch_sampler = ``batches`` over ``stream``
+    stream: Any  # skipexp.data.common.SampleStream: which samples each epoch draws
+    batches: Any  # skipexp.data.common.ShardedBatches: this rank's share of each global batch
+    collate: Callable  # stacks images of different sizes into a padded batch
+    model: torch.nn.Module  # what is measured and saved
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: Callable  # loss(logits, target, valid, reduce=None)
+    gradflow: Any  # skipexp.gradflow.GradFlow
+    header: dict[str, Any]  # the run-folder header of results.json
+    config: dict[str, Any]  # the composed config, saved in every checkpoint
+
+
+@dataclass
+class TrainState:
+    """Where the run is: what a checkpoint holds beside the weights, and what resume restores."""
+
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of the next epoch already done (a run stopped mid-epoch)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0  # wall time of the earlier sessions of this run
+    skipped_steps: int = 0
+
+    COUNTERS = ("step", "epoch", "batch_in_epoch", "history", "best", "results", "wall_s", "skipped_steps")
+
+    def checkpoint(self, parts: TrainParts, wall_s: float) -> dict[str, Any]:
+        """Everything resume needs to continue bitwise: weights, optimizer, schedule, RNGs, gradient flow."""
+        counters = {key: getattr(self, key) for key in self.COUNTERS}
+        return {**counters, "wall_s": wall_s, "model": parts.model.state_dict(),
+                "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
+                "scaler": parts.scaler.state_dict(), "config": parts.config, "header": parts.header,
+                "gradflow": parts.gradflow.state_dict() if parts.gradflow.enabled else None, "rng": _rng_state()}
+
+    @classmethod
+    def restore(cls, parts: TrainParts, last: Path) -> TrainState:
+        """Load the newest good checkpoint of ``last`` into the parts; return the run's counters."""
+        saved, source, passed_over = load_latest(last)
+        if passed_over:
+            log.warning(f"{passed_over} Resuming from {source}, the checkpoint before it.")
+        mismatch = _network_mismatch(saved["config"], parts.config)
+        if mismatch:
+            raise CheckpointError(f"checkpoint {source} is of a different network ({mismatch}); resume with the "
+                                  "run's own model and depth, or start a new run.")
+        parts.model.load_state_dict(saved["model"])
+        parts.optimizer.load_state_dict(saved["optimizer"])
+        parts.scheduler.load_state_dict(saved["scheduler"])
+        parts.scaler.load_state_dict(saved["scaler"])
+        if parts.gradflow.enabled and saved.get("gradflow"):
+            parts.gradflow.load_state_dict(saved["gradflow"])
+        _set_rng_state(saved["rng"])
+        return cls(**{key: saved[key] for key in ("step", "history", "best", "results", "wall_s")},
+                   epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"], skipped_steps=saved["skipped_steps"])
+
+
+def train(parts: TrainParts, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train the network, validating every ``trainer.val_every`` epochs; return results.json's content.
+
+    A checkpoint (``checkpoints/last.pt``, the one before it kept as ``last.prev.pt``)
+    is written after every epoch and when SIGINT or SIGTERM stops the run between
+    steps; ``resume`` continues from it so that the run ends bitwise as an
+    uninterrupted one would (on CPU): weights, optimizer, schedule, every random
+    stream, the sample stream, the gradient-flow arrays and the TensorBoard steps.
+    """
+    run = _Run(parts, run_dir, resume)
+    state, settings, dist = run.state, parts.loop, parts.runtime.dist
+    first_epoch = state.epoch + 1
+    with run.session() as signals:
+        for epoch in range(first_epoch, settings.epochs + 1):
+            # the epoch's batches; a run resumed mid-epoch skips those its checkpoint had done
+            done = state.batch_in_epoch if epoch == first_epoch else 0
+            run.start_epoch(epoch, done)
+            for index, batch in enumerate(parts.loader, start=done + 1):
+                run.step(batch, epoch)
+                stop = dist.broadcast(signals.signum)  # every rank stops at the same step
+                if stop is not None and index < len(parts.loader):
+                    run.save(epoch - 1, index)
+                    raise Stopped(_stopped_message(stop, state.step, run_dir), stop)
+            # the epoch's end: schedule, gradient flow, validation, checkpoint, best.pt
+            early_stop = run.end_epoch(epoch)
+            if signals.signum is not None and epoch < settings.epochs:
+                raise Stopped(_stopped_message(signals.signum, state.step, run_dir), signals.signum)
+            if early_stop:
+                log.info(f"early stop: no better val_dice for {settings.patience} epochs "
+                         f"(best at epoch {state.best['epoch']})")
+                break
+    return state.results
+
+
+class _Run:
+    """One training session of a run: its parts, its state, its writer and its clock."""
+
+    def __init__(self, parts: TrainParts, run_dir: Path, resume: bool) -> None:
+        self.parts, self.run_dir = parts, run_dir
+        self.started = time.perf_counter()
+        self.main = parts.runtime.dist.is_main
+        self.last = run_dir / CHECKPOINTS / LAST_CHECKPOINT
+        self.state = TrainState.restore(parts, self.last) if resume else TrainState()
+        self.net = parts.runtime.compile(parts.runtime.dist.wrap(parts.model, parts.runtime.device))  # what steps run
+        self.train_loss = lambda *args: parts.loss_fn(*args, reduce=parts.runtime.dist.all_sum)  # the global batch's
+        self.writer = self._open_writer(resume)
+        self.panel = [parts.data.val[i] for i in range(min(PANEL_IMAGES, len(parts.data.val)))]
+        self.bar = tqdm(total=parts.loop.epochs * len(parts.loader), initial=self.state.step, desc="train",
+                        unit="step", dynamic_ncols=True, disable=not self.main,
+                        mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file: a line every 30 s
+
+    def _open_writer(self, resume: bool) -> SummaryWriter | _Silent:
+        """TensorBoard's writer (rank 0); a resumed one drops events logged after the checkpoint, so no step is
+        shown twice (and a job killed before its first checkpoint, restarted by resume=auto, drops them all)."""
+        if not self.main:
+            return _Silent()
+        header, dist = self.parts.header, self.parts.runtime.dist
+        log.info(summary_line(header) + (f", {dist.world_size} processes" if dist.enabled else ""))
+        tb = self.run_dir / TENSORBOARD
+        purge = self.state.step + 1 if resume else 0 if tb.exists() else None
+        writer = SummaryWriter(str(tb), purge_step=purge)
+        if resume:
+            log.info(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}")
+            if self.state.results:  # the checkpoint's results.json, in case a kill came between writing the two
+                write_json(self.run_dir / RESULTS, self.state.results)
+        else:
+            writer.add_custom_scalars(self.parts.gradflow.custom_scalars_layout())
+            writer.add_images("data/train_samples", self._panel(self.parts.data.train.images[:PANEL_IMAGES]), 0)
+        return writer
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[_StopSignals]:
+        """Catch SIGINT/SIGTERM while training; close the progress bar, writer and process group at the end."""
+        try:
+            with _StopSignals() as signals:
+                yield signals
+        finally:
+            self.bar.close()
+            self.writer.close()
+            self.parts.runtime.dist.close()
+
+    def start_epoch(self, epoch: int, done: int) -> None:
+        """Position the sample stream at ``epoch`` (past ``done`` batches) and snapshot the weights for gradflow."""
+        self.net.train()
+        self.parts.stream.set_epoch(epoch)
+        self.parts.batches.skip_next(done)
+        if not done:  # a run resumed mid-epoch keeps the epoch's starting weights from its checkpoint
+            self.parts.gradflow.start_epoch()
+
+    def step(self, batch: dict[str, torch.Tensor], epoch: int) -> None:
+        """One optimizer step on one batch, with the gradient-flow hook; a NaN/Inf stops or skips it."""
+        parts, runtime, state = self.parts, self.parts.runtime, self.state
+        image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
+        with runtime.autocast():
+            logits = self.net(image)
+        loss = self.train_loss(logits, label, runtime.to_device(batch["valid"]))
+        parts.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        loss_value = loss.item()
+        self._show(epoch, loss_value)
+        if not math.isfinite(loss_value):
+            return self._numerical_fault("loss", loss_value, epoch)
+        parts.scaler.scale(loss).backward()
+        norm = None if parts.scaler.is_enabled() else _grad_norm(parts.model)  # fp16: the scaler skips infs
+        if norm is not None and not math.isfinite(norm):
+            return self._numerical_fault("gradient norm", norm, epoch)
+        self._record_gradients()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        self.writer.add_scalar("train/loss", loss_value, state.step)
+        return None
+
+    def _show(self, epoch: int, loss_value: float) -> None:
+        """The progress bar: epoch, loss, the last val Dice."""
+        history = self.state.history
+        self.bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}", refresh=False,
+                             val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
+        self.bar.update(1)
+
+    def _record_gradients(self) -> None:
+        """The gradient-flow hook: every ``gradflow.every`` steps, the per-layer gradient norms."""
+        gradflow, step = self.parts.gradflow, self.state.step
+        if gradflow.due(step):
+            self.parts.scaler.unscale_(self.parts.optimizer)  # true gradients, not fp16-scaled ones (else a no-op)
+            gradflow.log_step(self.writer, step, gradflow.record_gradients(step))
+
+    def _numerical_fault(self, what: str, value: float, epoch: int) -> None:
+        """Stop with a sentence, or (trainer.on_nan=skip) drop this step's update and go on."""
+        state = self.state
+        if self.parts.loop.on_nan == "skip":
+            state.skipped_steps += 1
+            self.parts.optimizer.zero_grad(set_to_none=True)
+            log.warning(f"skipped step {state.step} (epoch {epoch}): the {what} was {value} "
+                        f"({state.skipped_steps} skipped so far)")
+            return
+        good = f"the last good checkpoint is {self.last}" if self.last.is_file() else "no checkpoint was written yet"
+        raise UserError(f"the training {what} became {value} at step {state.step} (epoch {epoch}); {good}: resume "
+                        f"from it with resume={self.run_dir} and a lower optimizer.lr, or set trainer.on_nan=skip.")
+
+    def end_epoch(self, epoch: int) -> bool:
+        """Schedule, gradient flow, validation (when due), checkpoint, results.json, best.pt; True to stop early."""
+        parts, state, settings = self.parts, self.state, self.parts.loop
+        self.writer.add_scalar("train/lr", parts.optimizer.param_groups[0]["lr"], state.step)
+        parts.scheduler.step()
+        parts.gradflow.end_epoch(epoch)
+        parts.gradflow.log_epoch(self.writer, state.step)
+        due = epoch % settings.val_every == 0 or epoch == settings.epochs
+        early_stop = False
+        if due and self.main:
+            self.validate(epoch)
+            early_stop = early_stop_due(epoch, state.best["epoch"], settings.patience)
+        early_stop = parts.runtime.dist.broadcast(early_stop) if due else False
+        self.save(epoch, 0)
+        if due and self.main:  # after the checkpoint that holds it: a kill in between leaves what resume rewrites
+            write_json(self.run_dir / RESULTS, state.results)
+        if self.main and state.best is not None and state.best["epoch"] == epoch:
+            copy_checkpoint(self.last, self.run_dir / CHECKPOINTS / BEST_CHECKPOINT)
+        return bool(early_stop)
+
+    def validate(self, epoch: int) -> None:
+        """Score the validation set, log it to TensorBoard, and update the history, best and results."""
+        parts, state, writer = self.parts, self.state, self.writer
+        scores, probs = evaluate(parts.model, parts.data.val, parts.loss_fn, parts.runtime)
+        record = {"epoch": epoch, "step": state.step, **scores}
+        state.history.append(record)
+        for key, value in scores.items():
+            writer.add_scalar(f"val/{key.removeprefix('val_')}", value, state.step)
+        writer.add_images("val/input", self._panel([s["image"] for s in self.panel]), state.step)
+        writer.add_images("val/label", self._stack([s["label"] for s in self.panel]), state.step)
+        writer.add_images("val/prediction", self._stack([torch.from_numpy(p)[None] for p in probs[:len(self.panel)]]),
+                          state.step)
+        if parts.gradflow.enabled:
+            parts.gradflow.log_heatmaps(writer, state.step, parts.gradflow.save(self.run_dir))
+        if state.best is None or scores["val_dice"] > state.best["val_dice"]:
+            state.best = record
+        state.results = {**parts.header, "epochs_completed": epoch, "steps_completed": state.step,
+                         "best": state.best, "final": record,
+                         "gradflow": {"first_last_ratio": parts.gradflow.first_last_ratio(),
+                                      "stage_median_grad_norm": parts.gradflow.stage_medians()},
+                         "history": state.history,
+                         "wall_s": round(state.wall_s + time.perf_counter() - self.started, 3),
+                         "skipped_steps": state.skipped_steps}
+        log.info(f"epoch {epoch}/{parts.loop.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+    def save(self, epoch_done: int, batch_in_epoch: int) -> None:
+        """Write last.pt (keeping the one before); everything logged up to now reaches disk first."""
+        if not self.main:
+            return
+        self.writer.flush()
+        self.state.epoch, self.state.batch_in_epoch = epoch_done, batch_in_epoch
+        wall_s = self.state.wall_s + time.perf_counter() - self.started
+        save_checkpoint(self.state.checkpoint(self.parts, wall_s), self.last, keep_previous=True)
+
+    def _stack(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """C x H x W images of possibly different sizes as one padded N x C x H x W panel."""
+        return self.parts.collate([{"image": im} for im in images])["image"]
+
+    def _panel(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """A panel of images scaled to [0, 1] for display."""
+        return _to_unit(self._stack(images))
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -52,11 +359,6 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images - low.view(-1, 1, 1, 1)) / (high - low).clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
-def _stack(images: list[torch.Tensor]) -> torch.Tensor:
-    """Stack C x H x W images of possibly different sizes into one padded N x C x H x W panel."""
-    return pad_collate([{"image": im} for im in images])["image"]
-
-
 class _Silent:
     """Stands in for the SummaryWriter on ranks other than 0, which write nothing."""
 
@@ -64,16 +366,17 @@ class _Silent:
         return lambda *args, **kwargs: None
 
 
-def _check_batches(trainer: DictConfig, per_epoch: int, world_size: int) -> None:
-    """Every rank must get at least one sample of every global batch."""
-    if trainer.epochs < 1 or trainer.batch_size < 1 or trainer.val_every < 1:
-        raise UserError(f"trainer.epochs={trainer.epochs}, trainer.batch_size={trainer.batch_size} and "
-                        f"trainer.val_every={trainer.val_every} must each be at least 1.")
-    last = per_epoch % trainer.batch_size
-    if world_size > 1 and (trainer.batch_size < world_size or 0 < last < world_size):
-        raise UserError(f"trainer.batch_size={trainer.batch_size} (the global batch) with {per_epoch} samples an "
-                        f"epoch leaves some of the {world_size} processes without samples; use a batch_size and "
-                        f"trainer.samples_per_epoch that are multiples of {world_size}.")
+def _network_mismatch(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """The architecture keys in which a checkpoint's config differs from this run's, as ``key saved vs now``."""
+    diffs = [f"{a}.{b} {saved.get(a, {}).get(b)} vs {now[a][b]}" for a, b in ARCHITECTURE_KEYS
+             if saved.get(a, {}).get(b) != now[a][b]]
+    return ", ".join(diffs) or None
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    """The global L2 norm of all gradients (inf or nan when any gradient is)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))) if grads else 0.0
 
 
 def _rng_state() -> dict[str, Any]:
@@ -129,224 +432,7 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
-def _network_mismatch(saved: dict[str, Any], cfg: DictConfig) -> str | None:
-    """The architecture keys in which a checkpoint's config differs from this run's, as ``key saved vs now``."""
-    now = OmegaConf.to_container(cfg, resolve=True)
-    keys = [("model", "long_skip"), ("model", "short_skip"), ("model", "block"), ("model", "width"),
-            ("model", "n_simple_blocks"), ("model", "merge"), ("model", "upsample"), ("model", "norm"),
-            ("depth", "layers")]
-    diffs = [f"{a}.{b} {saved.get(a, {}).get(b)} vs {now[a][b]}" for a, b in keys
-             if saved.get(a, {}).get(b) != now[a][b]]
-    return ", ".join(diffs) or None
-
-
-def train(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train the configured network, validating every ``trainer.val_every`` epochs; return results.json's content.
-
-    A checkpoint (``checkpoints/last.pt``, the one before it kept as ``last.prev.pt``)
-    is written after every epoch and when SIGINT or SIGTERM stops the run between
-    steps; ``resume`` continues from it so that the run ends bitwise as an
-    uninterrupted one would (on CPU): weights, optimizer, schedule, every random
-    stream, the sample stream, the gradient-flow arrays and the TensorBoard steps.
-    """
-    started = time.perf_counter()
-    trainer = cfg.trainer
-    if trainer.on_nan not in ON_NAN:
-        raise UserError(f"trainer.on_nan={trainer.on_nan!r} is not one of {', '.join(ON_NAN)}.")
-    runtime = Runtime.from_config(trainer)
-    dist, main = runtime.dist, runtime.dist.is_main
-    runtime.seed_everything()
-    checkpoints = run_dir / CHECKPOINTS
-    last = checkpoints / LAST_CHECKPOINT
-    state: dict[str, Any] | None = None
-    if resume:
-        state, source, passed_over = load_latest(last)
-        if passed_over:
-            log.warning(f"{passed_over} Resuming from {source}, the checkpoint before it.")
-        mismatch = _network_mismatch(state["config"], cfg)
-        if mismatch:
-            raise CheckpointError(f"checkpoint {source} is of a different network ({mismatch}); resume with the "
-                                  "run's own model and depth, or start a new run.")
-    loss_fn = get_loss(trainer.loss)
-    train_loss = functools.partial(loss_fn, reduce=dist.all_sum)  # the global batch's loss under torchrun
-    data = build_data(cfg.dataset, Augmenter.from_config(cfg.augment, trainer.crop))
-    per_epoch = trainer.samples_per_epoch or len(data.train)
-    _check_batches(trainer, per_epoch, dist.world_size)
-    dist.init(runtime.device)
-    model = build_network(cfg.model, cfg.depth, data.in_channels, runtime)
-    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), trainer.epochs,
-                                           runtime.fused_optimizer)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    header = {**run_header("train", model, runtime, data.name), "world_size": dist.world_size}
-    gradflow = GradFlow.from_config(cfg.gradflow, model, main)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    results: dict[str, Any] = {}
-    step, epochs_done, batches_done, wall_before, skipped = 0, 0, 0, 0.0, 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, epochs_done, batches_done = state["step"], state["epoch"], state["batch_in_epoch"]
-        history, best, results = state["history"], state["best"], state["results"]
-        wall_before, skipped = state["wall_s"], state["skipped_steps"]
-        if gradflow.enabled and state.get("gradflow"):
-            gradflow.load_state_dict(state["gradflow"])
-        _set_rng_state(state["rng"])
-    net = runtime.compile(dist.wrap(model, runtime.device))  # what the step runs; ``model`` is measured and saved
-    if main:
-        log.info(summary_line(header) + (f", {dist.world_size} processes" if dist.enabled else ""))
-        if state is not None:
-            log.info(f"resuming {run_dir} at epoch {epochs_done + 1}, step {step}")
-            if results:  # the checkpoint's results.json, in case a kill came between writing the two
-                write_json(run_dir / RESULTS, results)
-
-    # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
-    stream = SampleStream(len(data.train), per_epoch, runtime.seed)
-    batches = ShardedBatches(stream, trainer.batch_size, dist.shard)
-    # the loader's own generator: starting an epoch must not draw from torch's global one (dropout's), or a run
-    # resumed mid-epoch would see different dropout masks than an uninterrupted one
-    loader = DataLoader(data.train, batch_sampler=batches, num_workers=trainer.num_workers, collate_fn=pad_collate,
-                        pin_memory=runtime.device.type == "cuda", persistent_workers=trainer.num_workers > 0,
-                        generator=torch.Generator().manual_seed(runtime.seed))
-    config = OmegaConf.to_container(cfg, resolve=True)
-    # a resumed writer drops any events logged after the checkpoint, so no step is shown twice
-    # (and a job killed before its first checkpoint, restarted by resume=auto, drops all of its events)
-    purge = step + 1 if state else 0 if (run_dir / TENSORBOARD).exists() else None
-    writer = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=purge) if main else _Silent()
-    if state is None:
-        writer.add_custom_scalars(gradflow.custom_scalars_layout())
-        writer.add_images("data/train_samples", _to_unit(_stack(data.train.images[:PANEL_IMAGES])), 0)
-    panel = [data.val[i] for i in range(min(PANEL_IMAGES, len(data.val)))]
-    bar = tqdm(total=trainer.epochs * len(loader), initial=step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not main, mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file: a line every 30 s
-
-    def save(epoch_done: int, batch_in_epoch: int) -> None:
-        """Write last.pt (keeping the one before); everything logged up to now reaches disk first."""
-        if not main:
-            return
-        writer.flush()
-        save_checkpoint({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": epoch_done, "batch_in_epoch": batch_in_epoch, "step": step,
-            "config": config, "header": header, "history": history, "best": best, "results": results,
-            "wall_s": wall_before + time.perf_counter() - started, "skipped_steps": skipped,
-            "gradflow": gradflow.state_dict() if gradflow.enabled else None, "rng": _rng_state(),
-        }, last, keep_previous=True)
-
-    def numerical_fault(what: str, value: float, epoch: int) -> None:
-        """Stop with a sentence, or (trainer.on_nan=skip) drop this step's update and go on."""
-        nonlocal skipped
-        if trainer.on_nan == "skip":
-            skipped += 1
-            optimizer.zero_grad(set_to_none=True)
-            log.warning(f"skipped step {step} (epoch {epoch}): the {what} was {value} ({skipped} skipped so far)")
-            return
-        good = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-        raise UserError(f"the training {what} became {value} at step {step} (epoch {epoch}); {good}: resume from "
-                        f"it with resume={run_dir} and a lower optimizer.lr, or set trainer.on_nan=skip.")
-
-    try:
-        with _StopSignals() as signals:
-            for epoch in range(epochs_done + 1, trainer.epochs + 1):
-                net.train()
-                stream.set_epoch(epoch)
-                skip = batches_done if epoch == epochs_done + 1 else 0
-                batches.skip_next(skip)
-                if not skip:  # a run resumed mid-epoch keeps the epoch's starting weights from its checkpoint
-                    gradflow.start_epoch()
-                for index, batch in enumerate(loader, start=skip + 1):
-                    image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
-                    with runtime.autocast():
-                        logits = net(image)
-                    loss = train_loss(logits, label, runtime.to_device(batch["valid"]))
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        numerical_fault("loss", loss_value, epoch)
-                    else:
-                        scaler.scale(loss).backward()
-                        norm = None if scaler.is_enabled() else _grad_norm(model)  # fp16: the scaler skips infs
-                        if norm is not None and not math.isfinite(norm):
-                            numerical_fault("gradient norm", norm, epoch)
-                        else:
-                            if gradflow.due(step):
-                                scaler.unscale_(optimizer)  # true gradients, not fp16-scaled ones (else a no-op)
-                                gradflow.log_step(writer, step, gradflow.record_gradients(step))
-                            scaler.step(optimizer)
-                            scaler.update()
-                            writer.add_scalar("train/loss", loss_value, step)
-                    bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}", refresh=False,
-                                    val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
-                    bar.update(1)
-                    stop = dist.broadcast(signals.signum)  # every rank stops at the same step
-                    if stop is not None and index < len(loader):
-                        save(epoch - 1, index)
-                        raise Stopped(_stopped_message(stop, step, run_dir), stop)
-                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
-                scheduler.step()
-                gradflow.end_epoch(epoch)
-                gradflow.log_epoch(writer, step)
-                early_stop = validated = False
-                if epoch % trainer.val_every == 0 or epoch == trainer.epochs:
-                    if main:
-                        results, best = _validate(model, data, loss_fn, runtime, writer, panel, epoch, step,
-                                                          history, best, header, gradflow, run_dir, trainer)
-                        results = {**results, "wall_s": round(wall_before + time.perf_counter() - started, 3),
-                                   "skipped_steps": skipped}
-                        validated = True
-                        early_stop = bool(trainer.patience and epoch - best["epoch"] >= trainer.patience)
-                    early_stop = dist.broadcast(early_stop)
-                save(epoch, 0)
-                if validated:  # after the checkpoint that holds it: a kill in between leaves what resume rewrites
-                    write_json(run_dir / RESULTS, results)
-                if main and best is not None and best["epoch"] == epoch:
-                    copy_checkpoint(last, checkpoints / BEST_CHECKPOINT)
-                if signals.signum is not None and epoch < trainer.epochs:
-                    raise Stopped(_stopped_message(signals.signum, step, run_dir), signals.signum)
-                if early_stop:
-                    log.info(f"early stop: no better val_dice for {trainer.patience} epochs "
-                             f"(best at epoch {best['epoch']})")
-                    break
-    finally:
-        bar.close()
-        writer.close()
-        dist.close()
-    return results
-
-
-def _grad_norm(model: torch.nn.Module) -> float:
-    """The global L2 norm of all gradients (inf or nan when any gradient is)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))) if grads else 0.0
-
-
 def _stopped_message(signum: int, step: int, run_dir: Path) -> str:
     name = signal.Signals(signum).name
     return (f"{name} received: stopped after step {step} with a checkpoint; continue with "
             f"`skipexp resume={run_dir}`.")
-
-
-def _validate(model, data, loss_fn, runtime, writer, panel, epoch: int, step: int, history: list, best, header,
-              gradflow: GradFlow, run_dir: Path, trainer: DictConfig) -> tuple[dict, dict]:
-    """Score the validation set, log it, and return (results.json content, best record)."""
-    scores, probs = evaluate(model, data.val, loss_fn, runtime)
-    record = {"epoch": epoch, "step": step, **scores}
-    history.append(record)
-    for key, value in scores.items():
-        writer.add_scalar(f"val/{key.removeprefix('val_')}", value, step)
-    writer.add_images("val/input", _to_unit(_stack([s["image"] for s in panel])), step)
-    writer.add_images("val/label", _stack([s["label"] for s in panel]), step)
-    writer.add_images("val/prediction", _stack([torch.from_numpy(p)[None] for p in probs[:len(panel)]]), step)
-    if gradflow.enabled:
-        gradflow.log_heatmaps(writer, step, gradflow.save(run_dir))
-    if best is None or scores["val_dice"] > best["val_dice"]:
-        best = record
-    results = {**header, "epochs_completed": epoch, "steps_completed": step, "best": best, "final": record,
-               "gradflow": {"first_last_ratio": gradflow.first_last_ratio(),
-                            "stage_median_grad_norm": gradflow.stage_medians()},
-               "history": history}
-    log.info(f"epoch {epoch}/{trainer.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-    return results, best

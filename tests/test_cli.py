@@ -78,8 +78,8 @@ def test_training_into_a_used_folder_is_refused_and_keeps_the_earlier_run(traine
 
 BAD_INPUTS = [  # (overrides, words the one sentence must contain)
     (["model=foo"], "model=foo is not an option of model; pick one of both, long_only, none, short_only"),
-    (["trainer.epochs=abc"], "trainer.epochs='abc' should be a whole number"),
-    (["trainer.channels_last=3"], "trainer.channels_last=3 should be true or false"),
+    (["trainer.epochs=abc"], "trainer.epochs=abc must be a positive whole number"),
+    (["trainer.channels_last=3"], "trainer.channels_last=3 must be true or false"),
     (["trainer.lr=3"], "trainer.lr is not a key of this config"),
     (["trainer.retain_memory=false"], "trainer.retain_memory was replaced by trainer.allocator (retain, which was "),
     (["trainer.epochs=[1"], "an override could not be parsed"),
@@ -89,8 +89,8 @@ BAD_INPUTS = [  # (overrides, words the one sentence must contain)
     (["mode=eval", "checkpoint=nope.pt"], "nope.pt does not exist"),
     (["resume=nope"], "resume=nope is not a run folder"),
     (["hydra.run.dir=/proc/skipexp/run"], "cannot be created"),
-    (["trainer.batch_size=0"], "must each be at least 1"),
-    (["trainer.on_nan=ignore"], "trainer.on_nan='ignore' is not one of stop, skip"),
+    (["trainer.batch_size=0"], "trainer.batch_size=0 must be a positive whole number"),
+    (["trainer.on_nan=ignore"], "trainer.on_nan=ignore is not one of stop, skip"),
 ]
 
 

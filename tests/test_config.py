@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from skipexp.config import find_conf_dir, normalise_overrides
+from skipexp.rundir import variant_name
 from tests.conftest import CONF, compose_config, run_cli
 
 GROUPS = ["model", "depth", "dataset", "optimizer", "trainer", "experiment"]
@@ -26,7 +27,8 @@ def test_every_group_option_composes(group, option):
                                                           ("short_only", False, True), ("none", False, False)])
 def test_model_variants_set_the_skip_flags(variant, long_skip, short_skip):
     cfg = compose_config([f"model={variant}"])
-    assert (cfg.model.variant, cfg.model.long_skip, cfg.model.short_skip) == (variant, long_skip, short_skip)
+    assert (cfg.model.long_skip, cfg.model.short_skip) == (long_skip, short_skip)
+    assert variant_name(cfg.model.long_skip, cfg.model.short_skip) == variant and "variant" not in cfg.model
     assert cfg.model.width == 32 and cfg.model.block == "bottleneck"  # shared keys come from `both`
 
 
@@ -122,6 +124,6 @@ def test_bad_compile_mode_is_one_sentence():
     from skipexp.errors import ConfigError
     from skipexp.runtime import Runtime
 
-    with pytest.raises(ConfigError, match=r"trainer\.compile='fast' is not one of false, true, default"):
+    with pytest.raises(ConfigError, match=r"trainer\.compile=fast is not one of false, true, default"):
         Runtime.from_config(compose_config(["trainer.compile=fast"]).trainer)
 

@@ -1,12 +1,17 @@
+import copy
+import time
+
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from skipexp.errors import ConfigError
 from skipexp.evaluate import Inference, _blend_window, _starts, membrane_probability
 from skipexp.runtime import Runtime
 from tests.conftest import compose_config
+from tests.data.test_io import one_sentence
 
 CPU = Runtime(torch.device("cpu"), None, False, 0)
 
@@ -51,6 +56,39 @@ def test_tiles_cover_the_image():
 def test_bad_tiling_is_refused():
     with pytest.raises(ConfigError, match="overlap"):
         Inference.from_config(compose_config(["predict.tile=32", "predict.overlap=32"]).predict)
+    with pytest.raises(ConfigError) as err:
+        Inference.from_config(compose_config(["predict.tile=32", "predict.overlap=40"]).predict)
+    assert str(err.value) == ("predict.overlap=40 must be less than predict.tile=32, or tiles would not advance; "
+                              "give e.g. predict.overlap=8, or predict.tile=0 for whole images.")
+    assert Inference.from_config(compose_config(["predict.overlap=100"]).predict) == Inference(0, 100, False)
+    assert Inference.from_config(compose_config(["predict.tile=64", "predict.tta=true"]).predict) == \
+        Inference(64, 32, True)
+
+
+PREDICT_BAD = {  # every key of the predict node: values of the wrong kind and out of range
+    "tile": ["abc", True, 1.5, -1, None, 256.0],
+    "overlap": ["abc", True, 1.5, -1, None],
+    "tta": ["abc", "true", 1, 0, None],
+}
+
+
+def test_every_predict_key_refuses_wrong_kinds_and_ranges():
+    predict = compose_config([]).predict
+    assert set(PREDICT_BAD) == set(predict), "list bad values for every key of the node"
+    for key, values in PREDICT_BAD.items():
+        for value in values:
+            node = copy.deepcopy(predict)
+            node[key] = value
+            started = time.perf_counter()
+            with pytest.raises(ConfigError) as err:
+                Inference.from_config(node)
+            assert time.perf_counter() - started < 0.5
+            message = one_sentence(str(err.value))
+            assert message.startswith(f"predict.{key}=") and " must be " in message, message
+    OmegaConf.set_struct(predict, False)
+    predict["tiles"] = 2
+    with pytest.raises(ConfigError, match=r"predict\.tiles is not a key of predict"):
+        Inference.from_config(predict)
 
 
 def test_vrand_vinfo_of_perfect_maps_of_differing_sizes_is_one():

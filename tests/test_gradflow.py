@@ -3,10 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-from skipexp.gradflow import GradFlow, load_arrays, save_heatmap, tracked_layers
+from skipexp.gradflow import GradFlow, tracked_layers
 from skipexp.models.depth import plan_depth
 from skipexp.models.fcresnet import FCResNet, NetSpec, main_path_layers
-from skipexp.plot import gradflow_figure
+from skipexp.report.collect import load_arrays
+from skipexp.report.figures import gradflow_figure, save_heatmap
 
 
 def tiny_net(**kw) -> FCResNet:

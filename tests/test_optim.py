@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from skipexp.config import compose_config
-from skipexp.optim import FusedRMSprop, build_optimizer
+from skipexp.optim import FusedRMSprop, build_optimizer, check_optimizer
 
 HYPER = dict(lr=1e-2, alpha=0.9, eps=1e-8, weight_decay=1e-3, foreach=True)
 
@@ -156,3 +156,58 @@ def test_a_group_added_later_is_updated_as_rmsprop_does():
     _train(fused, fused_opt, 3, seed=4)
     _assert_same(ref, fused, rtol=1e-10, atol=1e-13)
     assert len(fused_opt._plans) == 2
+
+
+WRONG = {  # optimizer: key: values a user might type, each of which must be refused
+    "rmsprop": {"name": ["5", "adamw"], "lr": ["abc", "true", "0", "-1.0"], "weight_decay": ["abc", "true", "-1.0"],
+                "alpha": ["abc", "true", "-1.0", "1.0", "1.5"], "eps": ["abc", "true", "0", "-1.0"],
+                "momentum": ["abc", "true", "-1.0", "1"], "schedule": ["5", "linear", "null"],
+                "step_epochs": ["abc", "1.5", "true", "0", "-1"], "gamma": ["abc", "true", "0", "-1.0"]},
+    "adam": {"betas": ["abc", "0.9", "[0.9]", "[0.9,0.99,0.9]", "[0.9,1.0]", "[-0.1,0.9]", "[abc,0.9]",
+                       "[true,0.9]"], "eps": ["abc", "0"]},
+    "sgd": {"momentum": ["abc", "-1.0", "1.0"], "nesterov": ["abc", "3", "null"]},
+}
+CASES = [(name, key, text) for name, keys in WRONG.items() for key, texts in keys.items() for text in texts]
+
+
+def test_every_key_of_every_optimizer_is_covered():
+    for name in WRONG:
+        keys = set(compose_config([f"optimizer={name}"]).optimizer)
+        assert keys - {"name"} <= set(WRONG[name]) | set(WRONG["rmsprop"])
+        assert set(WRONG[name]) <= keys
+
+
+@pytest.mark.parametrize("name,key,text", CASES, ids=[f"{n}:{k}={t}" for n, k, t in CASES])
+def test_a_wrong_value_is_one_sentence_naming_the_key(name, key, text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from skipexp.errors import ConfigError
+
+    cfg = compose_config([f"optimizer={name}"]).optimizer
+    OmegaConf.update(cfg, key, OverridesParser.create().parse_override(f"x={text}").value(), merge=False)
+    with pytest.raises(ConfigError) as err:
+        check_optimizer(cfg)
+    message = str(err.value)
+    assert f"optimizer.{key}" in message and "\n" not in message and message.endswith("."), message
+    with pytest.raises(ConfigError):
+        build_optimizer(cfg, _net().parameters(), 1)  # the same check, before anything is built
+
+
+def test_keys_of_another_optimizer_and_nesterov_without_momentum_are_refused():
+    from skipexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer\.betas is not a key of optimizer=rmsprop"):
+        check_optimizer(compose_config(["+optimizer.betas=[0.9,0.999]"]).optimizer)
+    with pytest.raises(ConfigError, match=r"optimizer\.nesterov=true needs optimizer\.momentum above 0"):
+        check_optimizer(compose_config(["optimizer=sgd", "optimizer.momentum=0"]).optimizer)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam", "sgd"])
+def test_the_checked_settings_are_what_the_optimizer_gets(name):
+    cfg = compose_config([f"optimizer={name}", "optimizer.schedule=cosine", "optimizer.step_epochs=abc"]).optimizer
+    settings = check_optimizer(cfg)  # step_epochs is read by the step schedule only
+    assert settings.schedule == "cosine" and settings.hyper["lr"] == cfg.lr
+    opt, sched = build_optimizer(cfg, _net(torch.float32).parameters(), 5)
+    assert all(opt.defaults[key] == value for key, value in settings.hyper.items())
+    assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR)

@@ -317,3 +317,50 @@ def test_bad_input_is_one_sentence_and_exit_2(case, sweep, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and err.startswith("skipexp-report: error: ")
     assert named in err and "Traceback" not in err
     assert not (sweep / "report").exists()  # nothing written beside the sweep
+
+
+def test_docs_out_links_figures_relative_to_the_page(sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main([str(sweep), "--out", "docs/ablation", "--no-hparams"])
+    page = tmp_path / "docs" / "ablation" / "ablation.md"
+    links = [line.split("](", 1)[1].rstrip(")") for line in page.read_text().splitlines() if line.startswith("![")]
+    assert links == ["curves.png", "gradflow.png", "score_vs_depth.png"]
+    assert all((page.parent / link).is_file() for link in links)
+    assert not (page.parent / "hparams").exists() and "hparams:" not in capsys.readouterr().out
+    assert not list(page.parent.glob(".*.tmp"))  # every file went through atomic_write
+
+
+def test_variant_from_the_switches_and_early_stop_kept(sweep, tmp_path):
+    root = copy_sweep(sweep, tmp_path / "s", [run_of(sweep, v, 0).name for v in ("both", "none")])
+    renamed = run_of(root, "both", 0) / "results.json"
+    results = read_json(renamed)
+    del results["model"]  # the name is derived from long_skip and short_skip
+    write_json(renamed, results)
+    stopped = run_of(root, "none", 0)
+    results = read_json(stopped / "results.json")
+    results["best"] = results["history"][0]  # no better val Dice after epoch 1 ...
+    write_json(stopped / "results.json", results)
+    config_path = stopped / ".hydra" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["trainer"].update(epochs=5, patience=1)  # ... so patience 1 ended the run at epoch 2 of 5
+    config_path.write_text(yaml.safe_dump(config))
+    read = collect_runs(root)
+    assert sorted(run.variant for run in read.runs) == ["both", "none"] and read.left_out == []
+    config["trainer"]["patience"] = 0  # without early stopping, 2 of 5 epochs is an interrupted run
+    config_path.write_text(yaml.safe_dump(config))
+    [left] = collect_runs(root).left_out
+    assert left.reason == "incomplete (interrupted or still running): 2 of 5 epochs"
+
+
+def test_importing_the_report_loads_neither_torch_nor_the_network():
+    import subprocess
+    import sys
+
+    code = ("import sys, skipexp.report; print(' '.join(sorted(sys.modules)))", "import sys, skipexp.rundir; "
+            "print(' '.join(sorted(sys.modules)))")
+    report, rundir = (set(subprocess.run([sys.executable, "-c", c], capture_output=True, text=True,
+                                         check=True).stdout.split()) for c in code)
+    heavy = {"skipexp.models", "skipexp.runtime", "skipexp.gradflow", "skipexp.train", "skipexp.build", "torch",
+             "hydra", "matplotlib"}
+    assert not {m for m in report if m in heavy or m.startswith("skipexp.models.")}
+    assert {m for m in rundir if m.startswith("skipexp")} == {"skipexp", "skipexp.rundir"}

@@ -109,6 +109,7 @@ def test_resume_auto_starts_fresh_then_continues(tmp_path, reference):
 def test_results_json_is_only_written_after_the_checkpoint_that_holds_it(tmp_path, monkeypatch):
     """A kill can't leave results.json without a checkpoint (resume=auto would then refuse the folder)."""
     import skipexp.train as train_module
+    from skipexp.build import build_training
     from tests.conftest import compose_config
 
     real = train_module.write_json
@@ -123,7 +124,7 @@ def test_results_json_is_only_written_after_the_checkpoint_that_holds_it(tmp_pat
     monkeypatch.setattr(train_module, "write_json", watching)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    train_module.train(compose_config(RUN), run_dir)
+    train_module.train(build_training(compose_config(RUN)), run_dir)
     assert seen == [True] * 4  # every epoch validates: each results.json follows a checkpoint holding it
 
 
@@ -149,10 +150,11 @@ class _Poison(torch.autograd.Function):
 
 def _train_with_faults(tmp_path, monkeypatch, fault: str, bad_calls: set[int], extra: list[str]):
     """Train in-process with the loss (or its gradient) made NaN at the given training steps."""
+    import skipexp.build as build_module
     import skipexp.train as train_module
     from tests.conftest import compose_config
 
-    real = train_module.get_loss("dice")
+    real = build_module.get_loss("dice")
     calls = {"n": 0}
 
     def faulty(logits, target, valid=None, reduce=None):
@@ -163,11 +165,11 @@ def _train_with_faults(tmp_path, monkeypatch, fault: str, bad_calls: set[int], e
             logits = logits * float("nan") if fault == "loss" else _Poison.apply(logits)
         return real(logits, target, valid, reduce)
 
-    monkeypatch.setattr(train_module, "get_loss", lambda name: faulty)
+    monkeypatch.setattr(build_module, "get_loss", lambda name: faulty)
     cfg = compose_config([*RUN, *extra])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    return train_module.train(cfg, run_dir), run_dir
+    return train_module.train(build_module.build_training(cfg), run_dir), run_dir
 
 
 @pytest.mark.parametrize("fault", ["loss", "gradient"])

@@ -8,14 +8,16 @@ from torch import nn
 
 from skipexp.build import build_network
 from skipexp.config import compose_config
+from skipexp.models.blocks import Bottleneck
 from skipexp.models.fastdropout import FastDropout
+from skipexp.models.speed import FusedBottleneck
 from skipexp.runtime import Runtime
 
 
 def test_bad_allocator_is_one_sentence():
     from skipexp.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"trainer\.allocator='jemalloc' is not one of retain, system, release"):
+    with pytest.raises(ConfigError, match=r"trainer\.allocator=jemalloc is not one of retain, system, release"):
         Runtime.from_config(compose_config(["trainer.allocator=jemalloc"]).trainer)
 
 
@@ -40,7 +42,8 @@ def test_allocator_modes_keep_or_return_freed_tensor_memory(mode, returned):
 
 
 def test_fast_dropout_is_for_eager_nets_only():
-    """An eager net gets FastDropout; a compiled one keeps nn.Dropout, whose mask inductor fuses."""
+    """An eager net gets FastDropout and the other speed-ups; a compiled one keeps nn.Dropout, whose mask
+    inductor fuses, and the plain modules."""
     eager = Runtime.from_config(compose_config(["model.width=4"]).trainer)
     compiled = Runtime.from_config(compose_config(["model.width=4", "trainer.compile=true"]).trainer)
     cfg = compose_config(["model.width=4"])
@@ -48,6 +51,7 @@ def test_fast_dropout_is_for_eager_nets_only():
              for runtime in (eager, compiled)]
     assert FastDropout in kinds[0] and nn.Dropout not in kinds[0]
     assert nn.Dropout in kinds[1] and FastDropout not in kinds[1]
+    assert FusedBottleneck in kinds[0] and FusedBottleneck not in kinds[1] and Bottleneck in kinds[1]
 
 
 @pytest.mark.slow

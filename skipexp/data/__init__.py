@@ -1,64 +1,61 @@
-"""Data sets by name: ``read_splits`` and ``dataset_channels`` are the one place the ``dataset`` node is read."""
+"""Data sets by name. ``data_spec`` is the one place the ``dataset`` node is read and checked: cheap, it returns
+a frozen spec (``SyntheticSpec``, ``Isbi2012Spec`` or ``FolderSpec``) before any data is generated or read;
+``read_splits`` and ``build_data`` then work from the spec alone, checking only what needs the files."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from omegaconf import DictConfig
-
+from skipexp import checks
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import DataSplits, RawSplits, SegmentationSet
-from skipexp.data.folder import load_folder
+from skipexp.data.folder import FolderSpec
 from skipexp.data.io import DataError
-from skipexp.data.isbi2012 import load_isbi2012
-from skipexp.data.synthetic import make_stack
+from skipexp.data.isbi2012 import Isbi2012Spec
+from skipexp.data.synthetic import SyntheticSpec
 
-__all__ = ["DataError", "build_data", "dataset_channels", "read_splits"]
-DATASETS = ("synthetic", "isbi2012", "folder")
-
-
-def _synthetic(dataset: DictConfig) -> RawSplits:
-    train_x, train_y = make_stack(dataset.seed, 0, dataset.n_train, dataset.size, dataset.cell_size)
-    val_x, val_y = make_stack(dataset.seed, 1, dataset.n_val, dataset.size, dataset.cell_size)
-    return RawSplits(list(train_x[:, None]), list(train_y), list(val_x[:, None]), list(val_y),
-                     predict_images=list(val_x[:, None]), predict_names=[f"val-{i}" for i in range(len(val_x))])
+__all__ = ["DataError", "DataSpec", "FolderSpec", "Isbi2012Spec", "SyntheticSpec", "build_data", "data_spec",
+           "dataset_channels", "read_splits"]
+DataSpec = SyntheticSpec | Isbi2012Spec | FolderSpec
+SPECS: dict[str, type[DataSpec]] = {spec.name: spec for spec in (SyntheticSpec, Isbi2012Spec, FolderSpec)}
+DATASETS = tuple(SPECS)
 
 
-def read_splits(dataset: DictConfig) -> RawSplits:
-    """Read (or generate) the raw images and labels of the configured data set."""
-    if dataset.name == "synthetic":
-        return _synthetic(dataset)
-    if dataset.name == "isbi2012":
-        return load_isbi2012(Path(dataset.root), int(dataset.val_slices))
-    if dataset.name == "folder":
-        return load_folder(images=dataset.images, masks=dataset.masks, valid=dataset.valid,
-                           val_images=dataset.val_images, val_masks=dataset.val_masks, val_valid=dataset.val_valid,
-                           predict_images=dataset.predict_images, pair_by=dataset.pair_by,
-                           in_channels=int(dataset.in_channels), foreground=dataset.foreground,
-                           val_count=dataset.val_count)
-    raise DataError(f"dataset={dataset.name!r} is not one of {', '.join(DATASETS)}.")
+def data_spec(dataset: Mapping[str, Any]) -> DataSpec:
+    """Read and check every key of the ``dataset`` node (type, sign, range, options, keys that go together),
+    without touching the disk; a bad value raises a ConfigError (or DataError) naming it and the fix."""
+    name = checks.one_of("dataset", dataset, "name", DATASETS, "pick a data set with dataset=NAME")
+    return SPECS[name].from_config(dataset)
 
 
-def build_data(dataset: DictConfig, augment: Augmenter | None = None) -> DataSplits:
-    """Training (augmented when ``augment`` is given), validation and prediction data of the configured data set."""
-    raw = read_splits(dataset)
-    crop = augment.crop if augment is not None else 0
-    smallest = min(min(im.shape[-2:]) for im in raw.train_images)
-    if crop < 0:
-        raise DataError(f"trainer.crop={crop} must be 0 (whole image) or a positive size.")
-    if crop > smallest:
-        raise DataError(f"trainer.crop={crop} is larger than the smallest training image ({smallest} px); "
-                        f"use trainer.crop={smallest} or less (0 = whole image).")
+def _spec(dataset: DataSpec | Mapping[str, Any]) -> DataSpec:
+    """A spec as it is, or the spec of a ``dataset`` node (for callers that still pass the node)."""
+    return dataset if isinstance(dataset, DataSpec) else data_spec(dataset)
+
+
+def read_splits(spec: DataSpec | Mapping[str, Any]) -> RawSplits:
+    """Read (or generate) the raw images and labels of a data set."""
+    return _spec(spec).read()
+
+
+def build_data(spec: DataSpec | Mapping[str, Any], augment: Augmenter | None = None) -> DataSplits:
+    """Training (augmented when ``augment`` is given), validation and prediction data of a data set; the
+    augmenter's crop is checked against the training images once they are read."""
+    spec = _spec(spec)
+    raw = spec.read()
+    if augment is not None:
+        augment.check_fits(raw.train_images)
     return DataSplits(
         train=SegmentationSet(raw.train_images, raw.train_labels, raw.train_valid, augment),
         val=SegmentationSet(raw.val_images, raw.val_labels, raw.val_valid),
         predict_images=raw.predict_images,
         predict_names=raw.predict_names,
-        name=dataset.name,
-        in_channels=dataset_channels(dataset),
+        name=spec.name,
+        in_channels=spec.in_channels,
     )
 
 
-def dataset_channels(dataset: DictConfig) -> int:
-    """Input channels of the images ``dataset`` yields (what the network's first conv reads)."""
-    return int(dataset.in_channels)
+def dataset_channels(spec: DataSpec | Mapping[str, Any]) -> int:
+    """Input channels of the images a data set yields (what the network's first conv reads)."""
+    return _spec(spec).in_channels

@@ -14,10 +14,17 @@ depend on worker processes, ranks, or where a run was resumed.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+
+from skipexp import checks
+from skipexp.errors import ConfigError
+
+AUGMENT_KEYS = ("rotate_deg", "shear_rad", "flips", "elastic", "elastic_alpha", "elastic_spacing")
 
 
 class Augmenter:
@@ -34,11 +41,28 @@ class Augmenter:
         self.elastic_spacing = max(4, elastic_spacing)
 
     @classmethod
-    def from_config(cls, augment: DictConfig, crop: int) -> Augmenter:
-        """The one place the ``augment`` node is read."""
-        return cls(crop=crop, rotate_deg=float(augment.rotate_deg), shear_rad=float(augment.shear_rad),
-                   flips=bool(augment.flips), elastic=bool(augment.elastic),
-                   elastic_alpha=float(augment.elastic_alpha), elastic_spacing=int(augment.elastic_spacing))
+    def from_config(cls, augment: Mapping[str, Any], crop: int) -> Augmenter:
+        """The one place the ``augment`` node and ``trainer.crop`` are read and checked (cheap: no data is
+        touched; ``check_fits`` compares the crop with the images once they are read)."""
+        node = "augment"
+        checks.known_keys(node, augment, AUGMENT_KEYS)
+        return cls(crop=checks.non_negative_int("trainer", {"crop": crop}, "crop", example=256,
+                                                need="0 (the whole image) or a crop size in pixels"),
+                   rotate_deg=checks.non_negative_number(node, augment, "rotate_deg", example=25),
+                   shear_rad=checks.non_negative_number(node, augment, "shear_rad", example=0.41),
+                   flips=checks.boolean(node, augment, "flips"),
+                   elastic=checks.boolean(node, augment, "elastic"),
+                   elastic_alpha=checks.non_negative_number(node, augment, "elastic_alpha", example=6),
+                   elastic_spacing=checks.positive_int(node, augment, "elastic_spacing", example=32))
+
+    def check_fits(self, images: Sequence[np.ndarray | torch.Tensor]) -> None:
+        """Refuse a crop larger than the smallest image (H x W in the last two axes): every crop window must fit."""
+        if not self.crop or not images:
+            return
+        smallest = min(min(im.shape[-2:]) for im in images)
+        if self.crop > smallest:
+            raise ConfigError(f"trainer.crop={self.crop} is larger than the smallest training image ({smallest} px); "
+                              f"use trainer.crop={smallest} or less (0 = whole image).")
 
     @property
     def warps(self) -> bool:

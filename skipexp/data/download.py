@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from skipexp.data.io import DataError
+from skipexp.data.isbi2012 import Isbi2012Spec
 
 CHUNK = 1 << 20
 
@@ -37,9 +38,10 @@ class _Failed(Exception):
 
 
 def isbi2012_defaults(conf_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """The default URL bases and the sha256 of each file, from conf/dataset/isbi2012.yaml."""
-    node = OmegaConf.load(conf_dir / "dataset" / "isbi2012.yaml")
-    return [str(s) for s in node.get("sources") or []], {str(k): str(v) for k, v in node.sha256.items()}
+    """The default URL bases and the sha256 of each file, from conf/dataset/isbi2012.yaml (checked as the
+    ``dataset=isbi2012`` node is everywhere)."""
+    spec = Isbi2012Spec.from_config(OmegaConf.load(conf_dir / "dataset" / "isbi2012.yaml"))
+    return list(spec.sources), dict(spec.sha256)
 
 
 def read_urls_file(path: Path) -> list[str]:
@@ -133,7 +135,12 @@ def fetch_files(dest: Path, url_bases: list[str], sha256: dict[str, str], timeou
     paths = []
     for name, expected in sha256.items():
         target = dest / name
-        if target.is_file() and file_sha256(target) == expected:
+        try:
+            intact = target.is_file() and file_sha256(target) == expected
+        except OSError as err:
+            raise DownloadError(f"{target} could not be read ({err.strerror or err}); make it readable or remove "
+                                "it.") from err
+        if intact:
             say(f"{name}: already in {dest} with the right sha256, kept")
             paths.append(target)
             continue

@@ -17,11 +17,14 @@ working directory (the folder ``skipexp`` was run from).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
+from skipexp import checks
 from skipexp.data.common import RawSplits
 from skipexp.data.io import (
     SUFFIX_LIST,
@@ -169,7 +172,7 @@ def _check_size(image: _Entry, image_frame: np.ndarray, other: _Entry, other_fra
                         f"{oh} x {ow}; an image and its {what} must be the same size.")
 
 
-def _binary(mask: np.ndarray, entry: _Entry, foreground: float, key: str) -> np.ndarray:
+def _binary(mask: np.ndarray, entry: _Entry, foreground: int, key: str) -> np.ndarray:
     """A two-valued mask as uint8 with 1 where it equals ``foreground``."""
     values = np.unique(mask)
     if len(values) > 2:
@@ -191,10 +194,13 @@ def _valid_region(mask: np.ndarray, entry: _Entry, image: _Entry) -> np.ndarray:
     return region
 
 
-def _labelled(images: PathLike, masks: PathLike, valid: PathLike | None, keys: tuple[str, str, str], pair_by: str,
-              in_channels: int, foreground: float
+def _labelled(spec: FolderSpec, prefix: str
               ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray] | None, list[str]]:
-    """Images (C x H x W), binary labels, valid regions (or None) and names of one labelled set."""
+    """Images (C x H x W), binary labels, valid regions (or None) and names of one labelled set: the training
+    set (``prefix`` "") or the separate validation set ("val_")."""
+    keys = [f"dataset.{prefix}{key}" for key in ("images", "masks", "valid")]
+    images, masks, valid = (getattr(spec, f"{prefix}{key}") for key in ("images", "masks", "valid"))
+    pair_by, in_channels, foreground = spec.pair_by, spec.in_channels, spec.foreground
     image_src = _read_source(images, keys[0])
     mask_entries = _pair(image_src, _read_source(masks, keys[1]), pair_by)
     valid_entries = _pair(image_src, _read_source(valid, keys[2]), pair_by) if valid is not None else None
@@ -215,6 +221,94 @@ def _labelled(images: PathLike, masks: PathLike, valid: PathLike | None, keys: t
     return out_images, out_labels, (out_valid if valid_entries is not None else None), names
 
 
+PATH_KEYS = ("images", "masks", "valid", "val_images", "val_masks", "val_valid", "predict_images")
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """The checked ``dataset=folder`` node (see the module docstring); ``read`` reads the files."""
+
+    images: PathLike | None
+    masks: PathLike | None
+    valid: PathLike | None = None
+    val_images: PathLike | None = None
+    val_masks: PathLike | None = None
+    val_valid: PathLike | None = None
+    predict_images: PathLike | None = None
+    pair_by: str = "auto"
+    in_channels: int = 1
+    foreground: int = 255
+    val_count: int | None = None
+    name: ClassVar[str] = "folder"
+
+    def __post_init__(self) -> None:
+        """The options and the keys that go together, checked for a spec from the config and from
+        ``load_folder`` alike; what needs the files (pairing, sizes, ``val_count`` against the image count)
+        is checked as they are read."""
+        for key in ("images", "masks"):
+            if getattr(self, key) is None or str(getattr(self, key)) == "":
+                raise DataError(f"dataset.{key} is not set; give dataset.{key}=PATH (a folder of images or a TIFF "
+                                "stack).")
+        checks.one_of("dataset", vars(self), "pair_by", PAIR_BY)
+        checks.one_of("dataset", vars(self), "in_channels", (1, 3), "use 1 (grayscale) or 3 (RGB)")
+        if (self.val_images is None) != (self.val_masks is None):
+            given, missing = ("val_images", "val_masks") if self.val_masks is None else ("val_masks", "val_images")
+            raise DataError(f"dataset.{given} is set but dataset.{missing} is not; give both for a separate "
+                            "validation set, or neither to validate on the last dataset.val_count images.")
+        if self.val_valid is not None and self.val_images is None:
+            raise DataError("dataset.val_valid is set without dataset.val_images; give dataset.val_images and "
+                            "dataset.val_masks too, or put the valid-region masks in dataset.valid.")
+
+    @classmethod
+    def from_config(cls, dataset: Mapping[str, Any]) -> FolderSpec:
+        """Read and check every key of the node; cheap (no path is looked up)."""
+        node = "dataset"
+        checks.known_keys(node, dataset, ("name", *(f.name for f in fields(cls))), "dataset=folder")
+        paths = {key: checks.optional(checks.text, node, dataset, key, "a path", "PATH") for key in PATH_KEYS}
+        return cls(**paths, pair_by=checks.value(node, dataset, "pair_by"),
+                   in_channels=checks.value(node, dataset, "in_channels"),
+                   foreground=checks.non_negative_int(node, dataset, "foreground", example=255,
+                                                      need="a mask value (a whole number of 0 or more)"),
+                   val_count=checks.optional(checks.positive_int, node, dataset, "val_count", example=1))
+
+    def read(self) -> RawSplits:
+        """Read and pair the files into training, validation and prediction images (see ``load_folder``)."""
+        train_x, train_y, train_v, names = _labelled(self, "")
+        if self.val_images is not None:
+            val_x, val_y, val_v, val_names = _labelled(self, "val_")
+        else:
+            count = len(train_x)
+            if count < 2:
+                raise DataError(f"dataset.images={self.images} holds only {count} image, too few to split off "
+                                "validation; add images or give a separate validation set with dataset.val_images "
+                                "and dataset.val_masks.")
+            n_val = max(1, count // 10) if self.val_count is None else self.val_count
+            if not 1 <= n_val < count:
+                raise DataError(f"dataset.val_count={self.val_count} is out of range for {count} images in "
+                                f"dataset.images; use 1 to {count - 1}, or null for a tenth of them.")
+            cut = count - n_val
+            train_x, val_x = train_x[:cut], train_x[cut:]
+            train_y, val_y = train_y[:cut], train_y[cut:]
+            names, val_names = names[:cut], names[cut:]
+            train_v, val_v = (train_v[:cut], train_v[cut:]) if train_v is not None else (None, None)
+        if self.predict_images is not None:
+            source = _read_source(self.predict_images, "dataset.predict_images")
+            predict_x = [to_channels(e.load(), self.in_channels, e.label) for e in source.entries]
+            predict_names = [e.name for e in source.entries]
+        else:
+            predict_x, predict_names = list(val_x), list(val_names)
+        return RawSplits(
+            train_images=train_x,
+            train_labels=train_y,
+            val_images=val_x,
+            val_labels=val_y,
+            predict_images=predict_x,
+            predict_names=predict_names,
+            train_valid=train_v,
+            val_valid=val_v,
+        )
+
+
 def load_folder(
     images: PathLike | None,
     masks: PathLike | None,
@@ -225,7 +319,7 @@ def load_folder(
     predict_images: PathLike | None = None,
     pair_by: str = "auto",
     in_channels: int = 1,
-    foreground: float = 255,
+    foreground: int = 255,
     val_count: int | None = None,
 ) -> RawSplits:
     """Read a folder data set (see the module docstring) into training, validation and prediction images.
@@ -237,53 +331,5 @@ def load_folder(
     validation images; ``predict_names`` are their file stems
     (``STEM-07`` for slice 7 of a stack).
     """
-    for key, value in (("dataset.images", images), ("dataset.masks", masks)):
-        if value is None or str(value) == "":
-            raise DataError(f"{key} is not set; give {key}=PATH (a folder of images or a TIFF stack).")
-    if pair_by not in PAIR_BY:
-        raise DataError(f"dataset.pair_by={pair_by} is not one of {', '.join(PAIR_BY)}; pick one of them.")
-    if in_channels not in (1, 3):
-        raise DataError(f"dataset.in_channels={in_channels} is not supported; use 1 (grayscale) or 3 (RGB).")
-    if (val_images is None) != (val_masks is None):
-        given, missing = ("val_images", "val_masks") if val_masks is None else ("val_masks", "val_images")
-        raise DataError(f"dataset.{given} is set but dataset.{missing} is not; give both for a separate validation "
-                        "set, or neither to validate on the last dataset.val_count images.")
-    if val_valid is not None and val_images is None:
-        raise DataError("dataset.val_valid is set without dataset.val_images; give dataset.val_images and "
-                        "dataset.val_masks too, or put the valid-region masks in dataset.valid.")
-    keys = ("dataset.images", "dataset.masks", "dataset.valid")
-    train_x, train_y, train_v, names = _labelled(images, masks, valid, keys, pair_by, in_channels, foreground)
-    if val_images is not None:
-        val_keys = ("dataset.val_images", "dataset.val_masks", "dataset.val_valid")
-        val_x, val_y, val_v, val_names = _labelled(val_images, val_masks, val_valid, val_keys, pair_by, in_channels,
-                                                   foreground)
-    else:
-        count = len(train_x)
-        if count < 2:
-            raise DataError(f"dataset.images={images} holds only {count} image, too few to split off validation; add "
-                            "images or give a separate validation set with dataset.val_images and dataset.val_masks.")
-        n_val = max(1, count // 10) if val_count is None else val_count
-        if not 1 <= n_val < count:
-            raise DataError(f"dataset.val_count={val_count} is out of range for {count} images in dataset.images; "
-                            f"use 1 to {count - 1}, or null for a tenth of them.")
-        cut = count - n_val
-        train_x, val_x = train_x[:cut], train_x[cut:]
-        train_y, val_y = train_y[:cut], train_y[cut:]
-        names, val_names = names[:cut], names[cut:]
-        train_v, val_v = (train_v[:cut], train_v[cut:]) if train_v is not None else (None, None)
-    if predict_images is not None:
-        source = _read_source(predict_images, "dataset.predict_images")
-        predict_x = [to_channels(e.load(), in_channels, e.label) for e in source.entries]
-        predict_names = [e.name for e in source.entries]
-    else:
-        predict_x, predict_names = list(val_x), list(val_names)
-    return RawSplits(
-        train_images=train_x,
-        train_labels=train_y,
-        val_images=val_x,
-        val_labels=val_y,
-        predict_images=predict_x,
-        predict_names=predict_names,
-        train_valid=train_v,
-        val_valid=val_v,
-    )
+    return FolderSpec(images, masks, valid, val_images, val_masks, val_valid, predict_images, pair_by, in_channels,
+                      foreground, val_count).read()

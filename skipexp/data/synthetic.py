@@ -11,10 +11,19 @@ before any of that, so it is exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from skipexp import checks
+from skipexp.data.common import RawSplits
+from skipexp.data.io import DataError
+
+MIN_SIZE, MIN_CELL_SIZE = 8, 4  # smaller sections or cells would not look like EM
 
 
 def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> torch.Tensor:
@@ -79,8 +88,43 @@ def make_stack(seed: int, split: int, count: int, size: int, cell_size: float) -
     Section ``i`` of split ``split`` depends only on (seed, split, i), so changing
     the count of one split never changes the sections of another.
     """
-    if size < 8 or count < 1 or not math.isfinite(cell_size) or cell_size < 4:
-        raise ValueError(f"synthetic data needs size >= 8, count >= 1 and cell_size >= 4; got size={size}, "
-                         f"count={count}, cell_size={cell_size}")
+    if size < MIN_SIZE or count < 1 or not math.isfinite(cell_size) or cell_size < MIN_CELL_SIZE or seed < 0:
+        raise DataError(f"synthetic data needs size >= {MIN_SIZE}, count >= 1, cell_size >= {MIN_CELL_SIZE} and "
+                        f"seed >= 0; got size={size}, count={count}, cell_size={cell_size}, seed={seed}.")
     pairs = [make_section(np.random.default_rng([seed, split, i]), size, cell_size) for i in range(count)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """The checked ``dataset=synthetic`` node: what ``read`` generates (split 0 trains, split 1 validates)."""
+
+    size: int = 128  # height and width of each section, pixels
+    n_train: int = 64  # training sections
+    n_val: int = 16  # validation sections
+    cell_size: float = 24.0  # mean cell diameter, pixels
+    seed: int = 0  # data seed, apart from trainer.seed
+    in_channels: int = 1  # grayscale
+    name: ClassVar[str] = "synthetic"
+
+    @classmethod
+    def from_config(cls, dataset: Mapping[str, Any]) -> SyntheticSpec:
+        """Read and check every key of the node; cheap (nothing is generated)."""
+        node = "dataset"
+        checks.known_keys(node, dataset, ("name", "in_channels", "size", "n_train", "n_val", "cell_size", "seed"),
+                          "dataset=synthetic")
+        checks.one_of(node, dataset, "in_channels", (1,),
+                      "synthetic sections are grayscale, so give dataset.in_channels=1")
+        return cls(size=checks.integer(node, dataset, "size", minimum=MIN_SIZE, example=cls.size),
+                   n_train=checks.positive_int(node, dataset, "n_train", example=16),
+                   n_val=checks.positive_int(node, dataset, "n_val", example=cls.n_val),
+                   cell_size=checks.number(node, dataset, "cell_size", minimum=MIN_CELL_SIZE, example=24),
+                   seed=checks.non_negative_int(node, dataset, "seed", example=cls.seed))
+
+    def read(self) -> RawSplits:
+        """Generate the sections (seconds for the defaults); the validation sections are also predicted."""
+        train_x, train_y = make_stack(self.seed, 0, self.n_train, self.size, self.cell_size)
+        val_x, val_y = make_stack(self.seed, 1, self.n_val, self.size, self.cell_size)
+        return RawSplits(list(train_x[:, None]), list(train_y), list(val_x[:, None]), list(val_y),
+                         predict_images=list(val_x[:, None]),
+                         predict_names=[f"val-{i}" for i in range(len(val_x))])

@@ -100,13 +100,15 @@ def plan_depth(layers: int, block: str = "bottleneck", n_simple_blocks: int | No
         plan = _plan_for(layers, block, r)
         if plan is not None:
             return plan
-    reach = reachable_depths(block, n_simple_blocks, max(layers, 0) + 2 * CONVS_PER_BLOCK[block] + 8)
+    smallest = count_layers(block, max(rs), MIN_STAGE_BLOCKS)  # a depth below it has no reachable depth below
+    reach = reachable_depths(block, n_simple_blocks, max(layers, smallest) + 2 * CONVS_PER_BLOCK[block] + 8)
     below = [n for n in reach if n < layers]
     above = [n for n in reach if n > layers]
     near = ([str(below[-1])] if below else []) + ([str(above[0])] if above else [])
+    nearest = f"the nearest reachable depths are {near[0]} and {near[1]}" if len(near) == 2 else \
+        f"the nearest reachable depth is {near[0]}"
     pinned = f" with model.n_simple_blocks={n_simple_blocks}" if n_simple_blocks is not None else ""
     raise DepthError(
-        f"depth.layers={layers} cannot be built from {block} blocks{pinned}; "
-        f"the nearest reachable depths are {' and '.join(near)} "
+        f"depth.layers={layers} cannot be built from {block} blocks{pinned}; {nearest} "
         f"(layers = 3 + 2r + {CONVS_PER_BLOCK[block]}B, r simple blocks per side, B >= 7 blocks)."
     )

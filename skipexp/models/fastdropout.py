@@ -14,7 +14,7 @@ and restores that generator) recomputes the same mask. The quarters become
 the mask in three in-place integer passes (clamp to {T-1, T}, shift to {0, 1},
 times the bit pattern of the scale), which for 16-bit activations is the mask
 itself, viewed as bf16/fp16: a tenth of the cost of a compare and a select.
-``Runtime.prepare`` swaps it in for ``nn.Dropout`` when ``trainer.fast_dropout``
+``speed.apply_speedups`` swaps it in for ``nn.Dropout`` when ``trainer.fast_dropout``
 is on; it holds no parameters, so checkpoints are the same either way.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from skipexp.models.blocks import layout_of
+from skipexp.tensors import layout_of
 
 QUANTUM = 1 << 16
 
@@ -101,7 +101,7 @@ class FastDropout(nn.Module):
         return _Scale.apply(x, dropout_mask(x, self.p))
 
     def forward_add(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """``self(x) + skip`` in one pass (``blocks.dropout_then_add``)."""
+        """``self(x) + skip`` in one pass (``speed.FusedBottleneck``)."""
         if not self.training or self.p == 0.0:
             return x + skip
         return _ScaleAdd.apply(x, dropout_mask(x, self.p), skip)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from skipexp.data.folder import load_folder
 from skipexp.data.io import DataError
+from skipexp.errors import UserError
 from tests.data.test_io import one_sentence
 
 DRIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
@@ -39,7 +40,7 @@ def drive_like(root: Path, sizes=SIZES, first: int = 21) -> dict[str, Path]:
 
 
 def error_for(**kwargs) -> str:
-    with pytest.raises(DataError) as err:
+    with pytest.raises(UserError) as err:  # DataError for the files, ConfigError for an option's value
         load_folder(**kwargs)
     return one_sentence(str(err.value))
 

@@ -1,9 +1,15 @@
+"""The blocks: parameter counts, the shortcut's resampling, dropout then the short skip, and how they read."""
+
+import inspect
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from skipexp.models.blocks import Basic, Bottleneck, Simple, make_norm, norm_relu
-from skipexp.models.fastdropout import FastDropout, use_fast_dropout
+from skipexp.models.blocks import BLOCKS, Basic, Block, Bottleneck, Simple, make_norm, norm_relu
+from skipexp.models.fastdropout import FastDropout
+from skipexp.models.speed import FusedBottleneck, apply_speedups
 
 
 def test_bottleneck_parameters_match_a_hand_count():
@@ -21,19 +27,19 @@ def test_downsampling_shortcut_is_a_decimation():
 
 
 def test_bottleneck_drops_out_its_main_path_then_adds_the_short_skip():
-    """With nn.Dropout and with FastDropout (whose ``forward_add`` does both in one op): the same draw, the same
-    output as dropout of the main path plus the shortcut."""
+    """With nn.Dropout and with the speed-ups (FastDropout, fused with the skip in one op): the same draw, the
+    same output as dropout of the main path plus the shortcut."""
     x = torch.randn(2, 8, 8, 8)
     block = Bottleneck(8, 2, dropout=0.3).train()
     for fast in (False, True):
         if fast:
-            use_fast_dropout(block)
+            apply_speedups(block, fast_dropout=True)
         torch.manual_seed(1)
         out = block(x)
         torch.manual_seed(1)
-        expected = block.dropout(block.main_path(x)) + block.shortcut(x)
+        expected = block.main_path(x) + block.shortcut(x)
         torch.testing.assert_close(out, expected)
-        assert isinstance(block.dropout, FastDropout) == fast
+        assert isinstance(block.dropout, FastDropout) == fast and isinstance(block, FusedBottleneck) == fast
         assert (out == block.shortcut(x)).float().mean() > 0.2  # where the main path was dropped
 
 
@@ -43,22 +49,6 @@ def test_upsampling_shortcut_is_a_nearest_repeat():
     up = block.shortcut(x)
     assert up.shape[-2:] == (8, 8)
     assert torch.equal(up[..., ::2, ::2], x) and torch.equal(up[..., 1::2, 1::2], x)
-
-
-def test_upsampling_gradient_sums_each_block_and_keeps_the_layout():
-    from skipexp.models.blocks import upsample2x
-
-    for memory_format in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(2, 3, 4, 5).contiguous(memory_format=memory_format).requires_grad_()
-        ref = x.detach().clone().requires_grad_()
-        grad = torch.randn(2, 3, 8, 10).contiguous(memory_format=memory_format)
-        out = upsample2x(x)
-        assert torch.equal(out, torch.nn.functional.interpolate(ref, scale_factor=2.0, mode="nearest"))
-        out.backward(grad)
-        torch.nn.functional.interpolate(ref, scale_factor=2.0, mode="nearest").backward(grad)
-        torch.testing.assert_close(x.grad, ref.grad)
-        torch.testing.assert_close(x.grad[1, 2, 3, 4], grad[1, 2, 6:8, 8:10].sum())
-        assert x.grad.is_contiguous(memory_format=memory_format)
 
 
 def test_without_short_skip_a_block_is_its_main_path():
@@ -96,24 +86,6 @@ for _ in range(2):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_decimation_keeps_the_gradient_in_the_input_layout():
-    """Same values and gradient as slicing, but a channels-last input gets a channels-last gradient (not NCHW)."""
-    from skipexp.models.blocks import decimate2x
-
-    x = torch.randn(2, 5, 8, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
-    y = decimate2x(x)
-    assert torch.equal(y, x.detach()[..., ::2, ::2])
-    g = torch.randn_like(y)
-    (grad,) = torch.autograd.grad(y, x, g)
-    expected = torch.zeros(2, 5, 8, 6)
-    expected[..., ::2, ::2] = g
-    assert torch.equal(grad, expected)
-    assert grad.is_contiguous(memory_format=torch.channels_last)
-    plain = torch.randn(1, 2, 4, 4, requires_grad=True)
-    (grad,) = torch.autograd.grad(decimate2x(plain), plain, torch.ones(1, 2, 2, 2))
-    assert grad.is_contiguous() and grad.sum().item() == 8
-
-
 @pytest.mark.parametrize("kind", ["batch", "group", "instance", "none"])
 def test_norm_relu_matches_the_out_of_place_relu_and_never_overwrites_its_input(kind):
     """In place on the norm's output: the same values and gradients as ReLU(norm(x)); with ``model.norm=none``
@@ -131,3 +103,26 @@ def test_norm_relu_matches_the_out_of_place_relu_and_never_overwrites_its_input(
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(got, want)
     assert (out == 0).any() and (want != 0).any()
+
+
+SKIP_LINE = re.compile(r"^\s*out = out \+ (self\.shortcut\(x\)|skip)  # the short skip$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_each_block_adds_its_short_skip_in_one_visible_line(name):
+    """The network reads like the paper: a block's forward is its main path plus, in one line, its shortcut
+    (no speed trick hides the sum; those live in skipexp.models.speed)."""
+    forward = BLOCKS[name].forward
+    source = inspect.getsource(forward)
+    assert len(SKIP_LINE.findall(source)) == 1, source
+    assert "self.main_path(x)" in source
+    assert forward is Block.forward or name == "bottleneck"  # the bottleneck only runs its shortcut first
+
+
+def test_blocks_use_plain_pytorch_only():
+    """No autograd Function, no fast module, nothing from the speed module in blocks.py."""
+    import skipexp.models.blocks as blocks
+
+    source = inspect.getsource(blocks)
+    for speed_only in ("torch.autograd", "FastDropout", "addcmul", "forward_add", "import skipexp.models.speed"):
+        assert speed_only not in source

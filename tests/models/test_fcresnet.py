@@ -138,3 +138,11 @@ def test_activation_checkpointing_gives_the_same_step():
     for name, value in state_a.items():
         if "running" in name:
             torch.testing.assert_close(state_b[name], value)
+
+
+def test_the_long_skip_is_one_visible_line_of_the_forward():
+    """The network reads like the paper: each decoder stage's input is merged with the encoder's in one line."""
+    import inspect
+
+    lines = [line.strip() for line in inspect.getsource(FCResNet.forward).splitlines()]
+    assert lines.count("x = self.long_skips[name](x, encoder_out)  # the long skip") == 1

@@ -1,0 +1,99 @@
+"""``write_report``: read a sweep, then write its table (Markdown, CSV, JSON), figures and HParams into one folder.
+
+The Markdown page links its figures relative to itself, so the folder can be
+moved or written straight into the docs (``--out docs/ablation``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skipexp.errors import UserError
+from skipexp.files import write_json, write_text
+from skipexp.report.collect import Sweep, collect_runs
+from skipexp.report.figures import MEASURES, check_measure, report_figures
+from skipexp.report.hparams import HPARAMS_DIR, write_hparams
+from skipexp.report.tables import COLUMNS, ablation_rows, cell_notes, markdown_table, run_key, write_csv
+
+CAPTIONS = {"curves": "validation curves", "gradflow": "gradient flow ({})",
+            "score_vs_depth": "final scores against depth"}
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote: the table rows, the sweep read, and the output paths."""
+
+    sweep: Sweep
+    rows: list[dict[str, Any]]
+    markdown_table: str
+    paths: dict[str, Path]
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any drawing when ``out`` cannot take files (the probe is an unnamed temporary file)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise UserError(f"--out {out} cannot be written ({err.strerror or type(err).__name__}); "
+                        "pick a writable folder with --out DIR.") from err
+
+
+def _link(path: Path, page: Path) -> str:
+    """``path`` as the Markdown page at ``page`` links it: relative to the page's folder, with forward slashes."""
+    return Path(os.path.relpath(path, page.parent)).as_posix()
+
+
+def _markdown(page: Path, table: str, sweep: Sweep, n_cells: int, target: float, measure: str,
+              figures: dict[str, Path]) -> str:
+    lines = [f"# Ablation report: {sweep.root}", "",
+             f"{len(sweep.runs)} complete training runs in {n_cells} cells "
+             f"({len(sweep.left_out)} left out). Mean ± sample std over seeds; target Dice {target:g}; "
+             f"epochs to target: mean over the seeds that reached it (reached/seeds).", "", table, ""]
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{CAPTIONS[key].format(MEASURES[measure][2])}]({_link(path, page)})"
+                  for key, path in figures.items()] + [""]
+    lines += ["## Runs left out", ""]
+    lines += [f"- `{item.folder.name}`: {item.reason}" for item in sweep.left_out] or ["None."]
+    if sweep.notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in sweep.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(sweep_dir: Path, out: Path | None = None, target: float = 0.75, measure: str = "grad_norm",
+                 hparams: bool = True) -> Report:
+    """Read the sweep and write the tables, figures and (unless ``hparams`` is False) HParams sessions into
+    ``out`` (default SWEEP_DIR/report)."""
+    if not 0.0 < target <= 1.0:
+        raise UserError(f"--target-dice {target:g} is outside (0, 1]; give a Dice score such as 0.75.")
+    check_measure(measure)
+    sweep = collect_runs(sweep_dir)
+    if not sweep.runs:
+        reasons = "; ".join(f"{item.folder.name}: {item.reason}" for item in sweep.left_out[:3])
+        raise UserError(f"SWEEP_DIR {sweep_dir} holds no complete training run ({len(sweep.left_out)} left out, "
+                        f"e.g. {reasons}); wait for the sweep to finish or give another folder.")
+    out = out if out is not None else sweep_dir / "report"
+    _check_writable(out)
+    rows = ablation_rows(sweep.runs, target)
+    sweep.notes += cell_notes(sweep.runs)
+    figures, notes = report_figures(sweep.runs, rows, measure, out)
+    sweep.notes += notes
+    paths = {"markdown": out / "ablation.md", "csv": out / "ablation.csv", "json": out / "ablation.json", **figures}
+    if hparams:
+        paths["hparams"] = out / HPARAMS_DIR
+        write_hparams(sweep.runs, paths["hparams"])
+    table = markdown_table(rows, target)
+    write_text(paths["markdown"], _markdown(paths["markdown"], table, sweep, len(rows), target, measure, figures))
+    write_csv(rows, paths["csv"])
+    write_json(paths["json"], {
+        "sweep_dir": str(sweep_dir), "target_dice": target, "measure": measure, "columns": COLUMNS, "rows": rows,
+        "runs": [run.row(target) for run in sorted(sweep.runs, key=run_key)],
+        "left_out": [item.row() for item in sweep.left_out], "notes": sweep.notes,
+        "files": {key: str(path) for key, path in paths.items()}})
+    return Report(sweep, rows, table, paths)

@@ -1,0 +1,129 @@
+"""The speed module: every swap gives the plain network's values and gradients (to rounding where noted),
+keeps the state_dict, and blocks.py, runtime.py and optim.py stay free of it."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from skipexp.models import build_model
+from skipexp.models.blocks import Bottleneck, Decimate2x, Upsample2x
+from skipexp.models.fastdropout import FastDropout
+from skipexp.models.speed import FastDecimate2x, FastUpsample2x, FusedBottleneck, apply_speedups
+from tests.conftest import compose_config
+
+
+def test_upsampling_gradient_sums_each_block_and_keeps_the_layout():
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 3, 4, 5).contiguous(memory_format=memory_format).requires_grad_()
+        ref = x.detach().clone().requires_grad_()
+        grad = torch.randn(2, 3, 8, 10).contiguous(memory_format=memory_format)
+        out = FastUpsample2x()(x)
+        assert torch.equal(out, Upsample2x()(ref))
+        out.backward(grad)
+        Upsample2x()(ref).backward(grad)
+        torch.testing.assert_close(x.grad, ref.grad)
+        torch.testing.assert_close(x.grad[1, 2, 3, 4], grad[1, 2, 6:8, 8:10].sum())
+        assert x.grad.is_contiguous(memory_format=memory_format)
+
+
+def test_decimation_keeps_the_gradient_in_the_input_layout():
+    """Same values and gradient as slicing, but a channels-last input gets a channels-last gradient (not NCHW)."""
+    x = torch.randn(2, 5, 8, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = FastDecimate2x()(x)
+    assert torch.equal(y, Decimate2x()(x.detach()))
+    g = torch.randn_like(y)
+    (grad,) = torch.autograd.grad(y, x, g)
+    (expected,) = torch.autograd.grad(Decimate2x()(x), x, g)
+    assert torch.equal(grad, expected)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    plain = torch.randn(1, 2, 4, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(FastDecimate2x()(plain), plain, torch.ones(1, 2, 2, 2))
+    assert grad.is_contiguous() and grad.sum().item() == 8
+
+
+def _step(net: torch.nn.Module, x: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """One forward from ``seed`` and a backward of a fixed random gradient: output, input grad, param grads."""
+    x = x.clone().requires_grad_()
+    torch.manual_seed(seed)
+    out = net(x)
+    out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=out.dtype))
+    return out.detach(), x.grad, [p.grad for p in net.parameters()]
+
+
+@pytest.mark.parametrize("dtype,memory_format", [(torch.float32, torch.contiguous_format),
+                                                 (torch.bfloat16, torch.channels_last)])
+@pytest.mark.parametrize("resample", ["downsample", "upsample"])
+def test_the_fused_dropout_and_skip_is_dropout_then_the_skip(dtype, memory_format, resample):
+    """FusedBottleneck vs the same sped-up block unfused: the same draw; the output to the rounding of one
+    addcmul vs a multiply and an add; the gradients bit for bit."""
+    torch.manual_seed(0)
+    block = Bottleneck(8, 2, dropout=0.3, **{resample: True}).train().to(dtype).to(memory_format=memory_format)
+    fused = apply_speedups(block, fast_dropout=True)
+    assert type(fused) is FusedBottleneck
+    unfused = copy.deepcopy(fused)
+    unfused.__class__ = Bottleneck  # every other speed-up kept
+    x = torch.randn(2, 8, 16, 16, dtype=dtype).contiguous(memory_format=memory_format)
+    (out_f, dx_f, dp_f), (out_u, dx_u, dp_u) = _step(fused, x), _step(unfused, x)
+    one_rounding = torch.finfo(dtype).eps * out_u.abs().max().item()  # bf16: one rounding of the sum, not two
+    torch.testing.assert_close(out_f, out_u, rtol=0, atol=one_rounding)
+    assert torch.equal(dx_f, dx_u) and all(torch.equal(a, b) for a, b in zip(dp_f, dp_u, strict=True))
+    assert (dx_f != 0).any()
+
+
+def _net(*overrides: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = compose_config(["model.width=4", *overrides])
+    return build_model(cfg.model, cfg.depth, 1).train()
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.block=basic", "depth.layers=21"],
+                                       ["model.block=simple", "depth.layers=14"]])
+def test_the_speedups_without_dropout_give_the_plain_network_in_fp32(overrides):
+    """Dropout 0, fp32: fast upsampling and decimation give the plain net's output bit for bit and its gradients
+    to rounding (the fast upsampling backward adds the four gradients of a block in another order)."""
+    plain = _net("model.dropout=0", *overrides)
+    fast = apply_speedups(copy.deepcopy(plain), fast_dropout=True)
+    kinds = {type(m) for m in fast.modules()}
+    assert {FastUpsample2x} <= kinds and not {Upsample2x, Decimate2x} & kinds
+    x = torch.randn(2, 1, 64, 64)
+    (out_p, dx_p, dp_p), (out_f, dx_f, dp_f) = _step(plain, x), _step(fast, x)
+    assert torch.equal(out_p, out_f)
+    assert _relative_difference([dx_f], [dx_p]) < 1e-5
+    assert _relative_difference(dp_f, dp_p) < 1e-5  # all parameters as one vector: conv biases ahead of a
+    # BatchNorm have a true gradient of 0, so theirs is rounding noise alone, different in each
+
+
+def _relative_difference(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    got_all, want_all = torch.cat([g.flatten() for g in got]), torch.cat([w.flatten() for w in want])
+    return ((got_all - want_all).norm() / want_all.norm()).item()
+
+
+def test_the_speedups_swap_modules_only_and_keep_the_state_dict():
+    net = _net()
+    state = copy.deepcopy(net.state_dict())
+    assert apply_speedups(net, fast_dropout=False) is net
+    assert not {FastDropout, FastUpsample2x, FastDecimate2x, FusedBottleneck} & {type(m) for m in net.modules()}
+    apply_speedups(net, fast_dropout=True)
+    kinds = {type(m) for m in net.modules()}
+    assert {FastDropout, FastUpsample2x, FastDecimate2x, FusedBottleneck} <= kinds
+    assert not {torch.nn.Dropout, Upsample2x, Decimate2x, Bottleneck} & kinds
+    assert list(net.state_dict()) == list(state)
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    _net().load_state_dict(net.state_dict())  # a checkpoint of either loads into the other
+
+
+def test_a_bottleneck_without_dropout_is_not_fused():
+    net = apply_speedups(_net("model.dropout=0"), fast_dropout=True)
+    assert not any(isinstance(m, FusedBottleneck) for m in net.modules())
+
+
+@pytest.mark.parametrize("module", ["skipexp.optim", "skipexp.runtime"])
+def test_optim_and_runtime_do_not_import_the_models(module):
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('skipexp.models')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
