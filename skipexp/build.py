@@ -9,6 +9,7 @@ reads the config again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from skipexp import checks
-from skipexp.checkpoint import load_checkpoint
+from skipexp.checkpoint import existing_checkpoint, load_checkpoint
 from skipexp.data import DataSplits, build_data, data_spec
 from skipexp.data.augment import Augmenter
 from skipexp.data.common import SampleStream, ShardedBatches, pad_collate
@@ -26,7 +27,7 @@ from skipexp.errors import UserError
 from skipexp.evaluate import Inference
 from skipexp.gradflow import GradFlow
 from skipexp.losses import get_loss
-from skipexp.models import FCResNet, build_model, count_parameters, main_path_layers, net_spec
+from skipexp.models import MODEL_KEYS, FCResNet, build_model, count_parameters, main_path_layers, net_spec
 from skipexp.models.speed import apply_speedups
 from skipexp.optim import build_optimizer, check_optimizer
 from skipexp.rundir import variant_name
@@ -34,13 +35,23 @@ from skipexp.runtime import Runtime
 from skipexp.train import LoopSettings, TrainParts
 
 MODES = ("train", "eval", "predict", "summary")
+NODES = ("model", "depth", "dataset", "optimizer", "trainer", "mode", "checkpoint", "resume", "augment", "gradflow",
+         "predict")  # the top level of conf/config.yaml
 
 
 def check_config(cfg: DictConfig) -> None:
     """Read and check every node a run reads (mode, trainer, augment, dataset, model, depth, optimizer,
     gradflow, predict, checkpoint, resume), building nothing: a bad value is one sentence within seconds."""
-    checks.one_of("", cfg, "mode", MODES)
-    checks.optional(checks.text, "", cfg, "checkpoint", "a path", "outputs/runs/RUN/checkpoints/best.pt")
+    checks.known_keys("", cfg, (*NODES, "hydra"), "this config")
+    for node, keys in (("model", MODEL_KEYS), ("depth", ("layers",)), ("gradflow", ("enabled", "every")),
+                       ("trainer", (*Runtime.KEYS, *LoopSettings.KEYS, "loss", "crop"))):
+        checks.known_keys(node, cfg[node], keys)
+    mode = checks.one_of("", cfg, "mode", MODES)
+    checkpoint = checks.optional(checks.text, "", cfg, "checkpoint", "a path", "outputs/runs/RUN/checkpoints/best.pt")
+    if mode in ("eval", "predict"):
+        if checkpoint is None:
+            raise UserError(f"mode={mode} needs a checkpoint; pass checkpoint=PATH (a run's checkpoints/best.pt).")
+        existing_checkpoint(checkpoint)
     checks.optional(checks.text, "", cfg, "resume", "a run folder or auto", "auto")
     Runtime.from_config(cfg.trainer)
     LoopSettings.from_config(cfg.trainer)
@@ -68,11 +79,13 @@ def build_network(model_cfg: DictConfig, depth_cfg: DictConfig, in_channels: int
     generator is opaque to the compiler.
     """
     model = runtime.prepare(build_model(model_cfg, depth_cfg, in_channels))
-    return apply_speedups(model, fast_dropout=runtime.fast_dropout and runtime.compile_mode is None)
+    return apply_speedups(model, fast_dropout=runtime.fast_dropout and runtime.compile_mode is None,
+                          fast_resample=runtime.fast_resample)
 
 
 def build_training(cfg: DictConfig) -> TrainParts:
     """Everything ``train`` needs, built in the order that makes a seed give the same run: seed, data, weights."""
+    started = time.perf_counter()  # a run's wall time counts its build (data generation included)
     runtime = _runtime(cfg.trainer)
     loop = LoopSettings.from_config(cfg.trainer)
     loss_fn = get_loss(cfg.trainer.loss)
@@ -95,7 +108,7 @@ def build_training(cfg: DictConfig) -> TrainParts:
     return TrainParts(runtime=runtime, loop=loop, data=data, loader=loader, stream=stream, batches=batches,
                       collate=pad_collate, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                       loss_fn=loss_fn, gradflow=gradflow, header=header,
-                      config=OmegaConf.to_container(cfg, resolve=True))
+                      config=OmegaConf.to_container(cfg, resolve=True), started=started)
 
 
 @dataclass
@@ -115,9 +128,7 @@ def build_inference(cfg: DictConfig) -> InferenceParts:
     """Rebuild the checkpoint's own network (its model and depth config), load its weights, read the data."""
     runtime = _runtime(cfg.trainer)
     inference = Inference.from_config(cfg.predict)
-    if cfg.checkpoint is None:
-        raise UserError(f"mode={cfg.mode} needs a checkpoint; pass checkpoint=PATH (a run's checkpoints/best.pt).")
-    state = load_checkpoint(cfg.checkpoint)
+    state = load_checkpoint(cfg.checkpoint)  # check_config made sure there is one
     saved = OmegaConf.create(state["config"])
     spec = data_spec(cfg.dataset)
     model = build_model(saved.model, saved.depth, spec.in_channels)

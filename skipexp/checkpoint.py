@@ -48,12 +48,18 @@ def load_latest(path: Path) -> tuple[dict[str, Any], Path, str | None]:
         return load_checkpoint(fallback), fallback, str(err)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint of tensors and plain containers; anything else is refused."""
+def existing_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a file, else the sentence that says so (cheap: the CLI asks before a run folder exists)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass checkpoint=PATH to a file under a run's "
                               "checkpoints/ folder.")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint of tensors and plain containers; anything else is refused."""
+    path = existing_checkpoint(path)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt (not the zip archive torch.save writes).")
     try:

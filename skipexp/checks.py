@@ -140,6 +140,14 @@ def probability(node: str, cfg: Node, key: Key, example: float | None = None) ->
     return number(node, cfg, key, minimum=0, maximum=1, example=0.5 if example is None else example)
 
 
+RATE = "a number from 0 up to (not including) 1"
+
+
+def rate(node: str, cfg: Node, key: Key, example: float | None = None) -> float:
+    """A number in [0, 1): a dropout rate, a moving-average decay, a momentum."""
+    return number(node, cfg, key, minimum=0, maximum=math.nextafter(1.0, 0.0), example=example, need=RATE)
+
+
 def boolean(node: str, cfg: Node, key: Key) -> bool:
     """``true`` or ``false`` (not 0/1, not text)."""
     name, v = full_name(node, key), value(node, cfg, key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import tifffile
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -25,7 +23,7 @@ from skipexp.config import compose_config, find_conf_dir, normalise_overrides
 from skipexp.data.common import standardise
 from skipexp.errors import UserError, describe_error, exit_on_user_error
 from skipexp.evaluate import evaluate, membrane_probability
-from skipexp.files import previous, write_bytes, write_json
+from skipexp.files import previous, write_json, write_tiff
 from skipexp.rundir import CHECKPOINTS, EVAL, LAST_CHECKPOINT, PREDICTIONS, RESULTS, TENSORBOARD, summary_line
 from skipexp.sweep import SweepSummary
 from skipexp.train import train
@@ -58,20 +56,13 @@ def run_predict(parts: InferenceParts, run_dir: Path) -> Path:
         maps.append((1.0 - prob).astype(np.float32))
     if len({m.shape for m in maps}) == 1:
         out = run_dir / PREDICTIONS
-        _write_tiff(out, np.stack(maps))
+        write_tiff(out, np.stack(maps))
     else:
         out = run_dir / PREDICTIONS.removesuffix(".tif")
         for name, prob_map in zip(parts.data.predict_names, maps, strict=True):
-            _write_tiff(out / f"{name}.tif", prob_map)
+            write_tiff(out / f"{name}.tif", prob_map)
     log.info(f"wrote {len(maps)} probability maps (1 = cell interior) to {out}")
     return out
-
-
-def _write_tiff(path: Path, array: np.ndarray) -> None:
-    """A float32 TIFF (stack), written whole in memory first, then atomically (tifffile wants a named file)."""
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, array)
-    write_bytes(path, buffer.getvalue())
 
 
 def run_summary(model: torch.nn.Module, header: dict, run_dir: Path) -> dict:
@@ -190,14 +181,14 @@ def _writable_parent(folder: Path) -> None:
 RENAMED_KEYS = {"trainer.retain_memory": "trainer.allocator (retain, which was true; system, which was false)"}
 
 
-def preflight(args: list[str]) -> None:
+def preflight(args: list[str]) -> list[str]:
     """Check a single run's overrides before Hydra starts, so a bad one is one sentence instead of a report:
     unknown group options (with the valid ones), unknown keys, unparsable values, wrong types, and an output
     folder that cannot be created. Sweeps (-m) and Hydra's own flags are left to Hydra."""
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     if any(a.startswith("-") for a in args):
-        return
+        return args
     try:
         cfg = compose_config(args, return_hydra_config=True)
     except MissingConfigException as err:
@@ -213,8 +204,8 @@ def preflight(args: list[str]) -> None:
         if key in RENAMED_KEYS:
             raise UserError(f"{key} was replaced by {RENAMED_KEYS[key]}; use that instead.") from err
         if lines and lines[0].startswith("Could not override"):
-            raise UserError(f"{key} is not a key of this config; check the spelling against `skipexp --cfg job` "
-                            f"(or add a new key with +{key}=VALUE).") from err
+            raise UserError(f"{key} is not a key of this config; check the spelling against "
+                            "`skipexp --cfg job`.") from err
         raise UserError(f"the config could not be composed ({' '.join(lines)[:300]}).") from err
     check_config(cfg)
     run_dir = Path(cfg.hydra.run.dir)
@@ -223,6 +214,9 @@ def preflight(args: list[str]) -> None:
     _writable_parent(run_dir)
     if not run_dir.exists():
         _fresh_run_dir.append(run_dir.absolute())
+    if any(a.startswith("hydra.run.dir=") for a in args):
+        return args
+    return [*args, f"hydra.run.dir={run_dir}"]  # the default's ${now:...}: the folder checked here, not a second later
 
 
 def main() -> None:
@@ -233,8 +227,7 @@ def main() -> None:
         scratch = tempfile.mkdtemp(prefix="skipexp-rank-")
     extra = [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"] if scratch else []
     with exit_on_user_error("skipexp"):
-        args = resume_overrides(normalise_overrides(sys.argv[1:]))
-        preflight(args)
+        args = preflight(resume_overrides(normalise_overrides(sys.argv[1:])))
     sys.argv = [sys.argv[0], *args, *extra]
     try:
         _hydra_main()

@@ -18,7 +18,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -28,6 +27,7 @@ from skipexp.data.download import fetch_files, isbi2012_defaults, read_urls_file
 from skipexp.data.io import DataError
 from skipexp.data.synthetic import MIN_CELL_SIZE, MIN_SIZE, SyntheticSpec, make_stack
 from skipexp.errors import exit_on_user_error
+from skipexp.files import atomic_write, write_tiff
 
 
 def export_synthetic(dest: Path, count: int, size: int, seed: int, cell_size: float) -> list[Path]:
@@ -37,14 +37,11 @@ def export_synthetic(dest: Path, count: int, size: int, seed: int, cell_size: fl
     labels = np.where(membranes == 1, 0, 255).astype(np.uint8)
     paths = [dest / "synthetic-volume.tif", dest / "synthetic-labels.tif", dest / "synthetic-sample.png"]
     gap = np.full((size, 8), 255, np.uint8)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(paths[0], volume)
-        tifffile.imwrite(paths[1], labels)
-        Image.fromarray(np.concatenate([volume[0], gap, labels[0]], axis=1)).save(paths[2])
-    except OSError as err:
-        raise DataError(f"could not write the synthetic stacks into {dest} ({err.strerror or err}); pick a DEST "
-                        "you can write to.") from err
+    preview = Image.fromarray(np.concatenate([volume[0], gap, labels[0]], axis=1))
+    fails_as = {"error": DataError, "fix": "pick a DEST you can write to"}
+    write_tiff(paths[0], volume, **fails_as)
+    write_tiff(paths[1], labels, **fails_as)
+    atomic_write(paths[2], lambda handle: preview.save(handle, format="PNG"), **fails_as)
     return paths
 
 

@@ -8,6 +8,7 @@ or the whole new one. A full disk or an unwritable folder is one sentence (a
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -74,6 +75,15 @@ def write_text(path: Path, text: str, **kwargs: Any) -> Path:
 def write_json(path: Path, payload: Any, **kwargs: Any) -> Path:
     """``payload`` as indented JSON, atomically."""
     return write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n", **kwargs)
+
+
+def write_tiff(path: Path, array: Any, **kwargs: Any) -> Path:
+    """``array`` as a (multi-page) TIFF, atomically; encoded in memory first, as tifffile wants a named file."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array)
+    return write_bytes(path, buffer.getvalue(), **kwargs)
 
 
 def copy_file(source: Path, path: Path, **kwargs: Any) -> Path:

@@ -1,4 +1,4 @@
-"""Gradient flow (SPEC section 6): per-layer gradient norms and weight updates, and their heat maps.
+"""Gradient flow (docs/gradient-flow.md): per-layer gradient norms and weight updates, drawn by report.figures.
 
 Two measures, both per weight layer in depth order (input to output):
 

@@ -17,7 +17,7 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
                    reduce: Reduce | None = None) -> torch.Tensor:
-    """1 - (2 sum(y p) + 1) / (sum(y) + sum(p) + 1) over the whole batch (SPEC section 3).
+    """1 - (2 sum(y p) + 1) / (sum(y) + sum(p) + 1) over the whole batch (docs/data.md).
 
     Pixels where ``valid`` is 0 are left out of every sum. ``reduce`` sums the
     sums over processes (data-parallel training), so the loss is the global batch's.

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,6 @@ OPTIMIZER_KEYS = {  # what each optimizer reads (conf/optimizer/NAME.yaml)
     "adam": (*_COMMON_KEYS, "betas", "eps"),
     "sgd": (*_COMMON_KEYS, "momentum", "nesterov"),
 }
-RATE = "a number from 0 up to (not including) 1"
 
 
 class FusedRMSprop(torch.optim.RMSprop):
@@ -156,7 +154,7 @@ def check_optimizer(cfg: Mapping[str, Any]) -> OptimizerSettings:
 
 def _rate(cfg: Any, key: str | int, example: float, node: str = "optimizer") -> float:
     """A number in [0, 1): a moving-average decay or a momentum."""
-    return checks.number(node, cfg, key, minimum=0, maximum=math.nextafter(1.0, 0.0), example=example, need=RATE)
+    return checks.rate(node, cfg, key, example=example)
 
 
 def _eps(cfg: Mapping[str, Any]) -> float:
@@ -166,7 +164,7 @@ def _eps(cfg: Mapping[str, Any]) -> float:
 
 def _betas(cfg: Mapping[str, Any]) -> tuple[float, float]:
     """Adam's two moving-average decays, each in [0, 1)."""
-    need = f"a list of two numbers, each {RATE.removeprefix('a number ')}"
+    need = f"a list of two numbers, each {checks.RATE.removeprefix('a number ')}"
     betas = checks.value("optimizer", cfg, "betas")
     if not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) != 2:
         raise checks.refuse("optimizer.betas", betas, need, "give e.g. optimizer.betas=[0.9,0.999]")

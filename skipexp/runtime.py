@@ -1,7 +1,7 @@
 """Where and how tensors run: device, precision, memory format, threads, seeding, and the process's rank.
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
-``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fused_optimizer``,
+``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fast_resample``, ``trainer.fused_optimizer``,
 ``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read
 and checked; ``Runtime.apply`` sets the process's threads and malloc mode.
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
@@ -79,10 +79,14 @@ class Runtime:
     threads: int = 0  # intra-op threads this process uses on CPU
     dist: Distributed = field(default_factory=Distributed)
     fast_dropout: bool = False
+    fast_resample: bool = False  # up/downsampling whose gradients keep their memory format (models/speed.py)
     fused_optimizer: bool = False  # one-pass optimizer updates (optim.build_optimizer's ``fused``)
     compile_mode: str | None = None  # torch.compile mode, None = eager
 
     allocator: str = "system"  # CPU malloc mode (set_allocator), applied by ``apply``
+
+    KEYS = ("device", "precision", "channels_last", "fast_dropout", "fast_resample", "fused_optimizer", "allocator",
+            "compile", "threads", "seed")  # the trainer keys from_config reads
 
     @classmethod
     def from_config(cls, trainer: DictConfig) -> Runtime:
@@ -101,12 +105,14 @@ class Runtime:
         threads = checks.non_negative_int("trainer", trainer, "threads", need="0 (one share of this process's "
                                           "cores) or a count of threads")
         threads = threads or thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
-        compile_mode = {False: None, True: "default"}.get(  # type-strict: 1 is not taken for true
-            checks.one_of("trainer", trainer, "compile", (False, True, *COMPILE_MODES)), trainer.compile)
+        compile_flag = checks.one_of("trainer", trainer, "compile", (False, True, *COMPILE_MODES))  # 1 is not true
+        compile_mode = {False: None, True: "default"}.get(compile_flag, compile_flag)
         flag = functools.partial(checks.boolean, "trainer", trainer)
-        return cls(device, PRECISIONS[precision], flag("channels_last"),
-                   checks.non_negative_int("trainer", trainer, "seed"), threads, dist, flag("fast_dropout"),
-                   flag("fused_optimizer"), compile_mode, checks.one_of("trainer", trainer, "allocator", ALLOCATORS))
+        return cls(device=device, amp_dtype=PRECISIONS[precision], channels_last=flag("channels_last"),
+                   seed=checks.non_negative_int("trainer", trainer, "seed"), threads=threads, dist=dist,
+                   fast_dropout=flag("fast_dropout"), fast_resample=flag("fast_resample"),
+                   fused_optimizer=flag("fused_optimizer"), compile_mode=compile_mode,
+                   allocator=checks.one_of("trainer", trainer, "allocator", ALLOCATORS))
 
     def apply(self) -> None:
         """Set this process's intra-op threads and (on CPU) malloc mode."""

@@ -63,6 +63,8 @@ class LoopSettings:
     patience: int  # 0 = no early stopping
     on_nan: str
 
+    KEYS = ("epochs", "batch_size", "samples_per_epoch", "num_workers", "val_every", "patience", "on_nan")
+
     @classmethod
     def from_config(cls, trainer: DictConfig) -> LoopSettings:
         """Read and check ``trainer.epochs`` ... ``trainer.on_nan``."""
@@ -104,6 +106,7 @@ class TrainParts:
     gradflow: Any  # skipexp.gradflow.GradFlow
     header: dict[str, Any]  # the run-folder header of results.json
     config: dict[str, Any]  # the composed config, saved in every checkpoint
+    started: float = field(default_factory=time.perf_counter)  # when the build began: the run's clock
 
 
 @dataclass
@@ -146,8 +149,7 @@ class TrainState:
         if parts.gradflow.enabled and saved.get("gradflow"):
             parts.gradflow.load_state_dict(saved["gradflow"])
         _set_rng_state(saved["rng"])
-        return cls(**{key: saved[key] for key in ("step", "history", "best", "results", "wall_s")},
-                   epoch=saved["epoch"], batch_in_epoch=saved["batch_in_epoch"], skipped_steps=saved["skipped_steps"])
+        return cls(**{key: saved[key] for key in cls.COUNTERS})
 
 
 def train(parts: TrainParts, run_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -189,10 +191,14 @@ class _Run:
 
     def __init__(self, parts: TrainParts, run_dir: Path, resume: bool) -> None:
         self.parts, self.run_dir = parts, run_dir
-        self.started = time.perf_counter()
+        self.started = parts.started
         self.main = parts.runtime.dist.is_main
         self.last = run_dir / CHECKPOINTS / LAST_CHECKPOINT
-        self.state = TrainState.restore(parts, self.last) if resume else TrainState()
+        try:
+            self.state = TrainState.restore(parts, self.last) if resume else TrainState()
+        except BaseException:
+            parts.runtime.dist.close()
+            raise
         self.net = parts.runtime.compile(parts.runtime.dist.wrap(parts.model, parts.runtime.device))  # what steps run
         self.train_loss = lambda *args: parts.loss_fn(*args, reduce=parts.runtime.dist.all_sum)  # the global batch's
         self.writer = self._open_writer(resume)

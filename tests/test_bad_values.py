@@ -131,3 +131,21 @@ def test_a_data_error_found_after_hydra_started_leaves_no_run_folder(tmp_path):
     proc = run_cli(["dataset=isbi2012", "dataset.root=missing"], tmp_path, check=False)
     assert proc.returncode == 2 and "missing" in proc.stderr
     assert not list((tmp_path / "outputs").glob("runs/*")) if (tmp_path / "outputs").exists() else True
+
+
+@pytest.mark.parametrize("key", ["+model.widht", "+trainer.epoch", "+depth.depth", "+gradflow.evry", "+modes"])
+def test_an_unknown_key_is_refused_in_every_group(key):
+    name = key.lstrip("+")
+    cfg = _DEFAULT.copy()
+    OmegaConf.set_struct(cfg, False)
+    OmegaConf.update(cfg, name, 3)
+    with pytest.raises(UserError, match=f"{name.replace('.', '[.]')} is not a key of"):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize("mode", ["eval", "predict"])
+def test_eval_and_predict_need_an_existing_checkpoint_before_anything_is_built(mode, tmp_path):
+    with pytest.raises(UserError, match=f"mode={mode} needs a checkpoint"):
+        check_config(compose_config([f"mode={mode}"]))
+    with pytest.raises(UserError, match=r"nope\.pt does not exist"):
+        check_config(compose_config([f"mode={mode}", f"checkpoint={tmp_path / 'nope.pt'}"]))

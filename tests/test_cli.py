@@ -131,6 +131,25 @@ def test_each_variant_trains(tmp_path, variant, long_skip, short_skip):
     assert results["epochs_completed"] == 1 and set(SCORES) <= set(results["final"])
 
 
+def test_the_variant_is_named_by_its_switches_not_by_its_config_file(tmp_path):
+    """``model=both model.short_skip=false`` trains with long skips only: its folder, results.json and the report
+    call it long_only, and resuming it as ``model=long_only`` continues the same network."""
+    from skipexp.report import collect_runs
+    from tests.conftest import TINY
+
+    run_cli([*TINY, "model=both", "model.short_skip=false", "trainer.epochs=1"], tmp_path)
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert "_long_only_d26_train" in run.name
+    results = json.loads((run / "results.json").read_text())
+    assert (results["model"], results["long_skip"], results["short_skip"]) == ("long_only", True, False)
+    assert [r.variant for r in collect_runs(tmp_path / "outputs" / "runs").runs] == ["long_only"]
+    proc = run_cli([*TINY, "model=long_only", "trainer.epochs=2", f"resume={run}"], tmp_path)
+    assert "resuming" in proc.stdout + proc.stderr
+    assert json.loads((run / "results.json").read_text())["epochs_completed"] == 2
+    summary = run_cli(["mode=summary", "model=both", "model.long_skip=false", "hydra.run.dir=s"], tmp_path)
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["model"] == "short_only", summary.stderr
+
+
 def test_same_seed_gives_the_same_metrics(tmp_path):
     from tests.conftest import TINY
 

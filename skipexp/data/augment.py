@@ -1,4 +1,4 @@
-"""Training-time augmentation (SPEC section 3), applied identically to image, label and valid mask.
+"""Training-time augmentation (docs/data.md), applied identically to image, label and valid mask.
 
 One random affine map per sample (rotation up to ``rotate_deg``, shear up to
 ``shear_rad``, horizontal and vertical flips), optionally followed by an

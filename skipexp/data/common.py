@@ -15,7 +15,7 @@ from skipexp.data.augment import Augmenter
 
 
 def standardise(image: np.ndarray) -> np.ndarray:
-    """Per-image standardisation (SPEC section 3): zero mean, unit variance over all pixels and channels."""
+    """Per-image standardisation (docs/data.md): zero mean, unit variance over all pixels and channels."""
     image = image.astype(np.float32)
     return (image - image.mean()) / max(float(image.std()), 1e-6)
 

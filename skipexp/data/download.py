@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import socket
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from skipexp.data.io import DataError
 from skipexp.data.isbi2012 import Isbi2012Spec
+from skipexp.files import atomic_write
 
 CHUNK = 1 << 20
 
@@ -91,37 +91,34 @@ def _why(err: BaseException, timeout: float) -> str:
 
 
 def _fetch_one(url: str, name: str, dest: Path, expected: str, timeout: float, progress: bool) -> Path:
-    """Stream ``url`` into a temporary file in ``dest``; rename it to ``name`` only if its sha256 is ``expected``."""
+    """Stream ``url`` into ``dest / name`` through ``files.atomic_write``: the file appears only whole and with
+    the ``expected`` sha256 (a mismatch or a broken connection leaves no file)."""
     request = urllib.request.Request(url, headers={"User-Agent": "skipexp-data"})
-    tmp = dest / f".{name}.{uuid.uuid4().hex[:12]}.part"  # hidden, unique; created with the usual permissions
-    try:
+
+    def stream(out: BinaryIO) -> None:
         digest = hashlib.sha256()
-        with tmp.open("xb") as out:
-            try:
-                response = urllib.request.urlopen(request, timeout=timeout)
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
-                raise _Failed(_why(err, timeout)) from err
-            size = response.headers.get("Content-Length")
-            with response, tqdm(total=int(size) if size and size.isdigit() else None, unit="B", unit_scale=True,
-                                desc=name, disable=not progress, file=sys.stderr, leave=False) as bar:
-                while True:
-                    try:
-                        chunk = response.read(CHUNK)
-                    except (http.client.HTTPException, OSError) as err:
-                        raise _Failed(_why(err, timeout)) from err
-                    if not chunk:
-                        break
-                    out.write(chunk)  # an OSError here is our disk, not the URL: the caller says so
-                    digest.update(chunk)
-                    bar.update(len(chunk))
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            raise _Failed(_why(err, timeout)) from err
+        size = response.headers.get("Content-Length")
+        with response, tqdm(total=int(size) if size and size.isdigit() else None, unit="B", unit_scale=True,
+                            desc=name, disable=not progress, file=sys.stderr, leave=False) as bar:
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (http.client.HTTPException, OSError) as err:
+                    raise _Failed(_why(err, timeout)) from err
+                if not chunk:
+                    break
+                out.write(chunk)  # an OSError here is our disk, not the URL: atomic_write says so
+                digest.update(chunk)
+                bar.update(len(chunk))
         got = digest.hexdigest()
         if got != expected:
             raise _Failed(f"checksum mismatch (expected sha256 {expected}, got {got})")
-        target = dest / name
-        os.replace(tmp, target)
-        return target
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    return atomic_write(dest / name, stream, error=DownloadError, fix="free some space or pick another DEST")
 
 
 def fetch_files(dest: Path, url_bases: list[str], sha256: dict[str, str], timeout: float = 60.0,
@@ -165,9 +162,6 @@ def fetch_files(dest: Path, url_bases: list[str], sha256: dict[str, str], timeou
                 say(f"{name}: {url} failed ({failed}); trying the next URL base" if base != url_bases[-1]
                     else f"{name}: {url} failed ({failed})")
                 continue
-            except OSError as err:
-                raise DownloadError(f"could not write {name} into {dest} ({err.strerror or err}); free some space or "
-                                    "pick another DEST.") from err
             say(f"{name}: fetched from {url}, sha256 ok")
             break
         else:

@@ -3,7 +3,7 @@
 The challenge's labels are 255 = cell interior, 0 = membrane; the network
 learns membrane, so labels are returned with 1 = membrane. Neighbouring
 sections are 50 nm apart and strongly correlated, so validation is a
-contiguous block at the end of the stack, not a random sample (SPEC 3).
+contiguous block at the end of the stack, not a random sample (docs/data.md).
 """
 
 from __future__ import annotations

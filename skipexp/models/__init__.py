@@ -7,7 +7,6 @@ run folder exists); ``build_model`` builds the network it describes.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,9 +21,11 @@ from skipexp.models.fcresnet import (
     main_path_layers,
 )
 
-__all__ = ["DepthError", "FCResNet", "NetSpec", "build_model", "count_parameters", "main_path_layers", "net_spec"]
+__all__ = ["MODEL_KEYS", "DepthError", "FCResNet", "NetSpec", "build_model", "count_parameters", "main_path_layers",
+           "net_spec"]
 
-BELOW_ONE = math.nextafter(1.0, 0.0)  # the largest float below 1: a rate in [0, 1)
+MODEL_KEYS = ("long_skip", "short_skip", "block", "width", "n_simple_blocks", "merge", "upsample", "dropout", "norm",
+              "checkpointing")  # what net_spec reads (conf/model/both.yaml)
 
 
 def net_spec(model: Mapping[str, Any], depth: Mapping[str, Any], in_channels: int) -> NetSpec:
@@ -37,8 +38,7 @@ def net_spec(model: Mapping[str, Any], depth: Mapping[str, Any], in_channels: in
     block = option("block", tuple(BLOCKS))
     merge, upsample, norm = option("merge", MERGES), option("upsample", UPSAMPLE_MODES), option("norm", NORMS)
     width = checks.positive_int("model", model, "width", example=32)
-    dropout = checks.number("model", model, "dropout", minimum=0, maximum=BELOW_ONE, example=0.1,
-                            need="a number from 0 up to (not including) 1")
+    dropout = checks.rate("model", model, "dropout", example=0.1)
     n_simple_blocks = checks.optional(checks.positive_int, "model", model, "n_simple_blocks", example=1,
                                       need="null (chosen by the depth rule) or a positive whole number")
     layers = checks.positive_int("depth", depth, "layers", example=26)

@@ -1,4 +1,4 @@
-"""The building blocks of the FC-ResNet (SPEC section 2), all pre-activation, in plain PyTorch.
+"""The building blocks of the FC-ResNet (docs/network.md), all pre-activation, in plain PyTorch.
 
 Every block reads like the paper's figure: norm -> ReLU -> conv, repeated (its
 ``main_path``), with the short skip added in one line at the end of its
@@ -27,7 +27,7 @@ UPSAMPLE_MODES = ("repeat", "transposed")
 def make_norm(kind: str, channels: int) -> nn.Module:
     """A normalisation layer over ``channels`` feature maps.
 
-    BatchNorm uses PyTorch momentum 0.1, which is Keras' 0.9 (SPEC section 2).
+    BatchNorm uses PyTorch momentum 0.1, which is Keras' 0.9 (docs/network.md).
     """
     if kind == "batch":
         return nn.BatchNorm2d(channels, momentum=0.1)

@@ -1,6 +1,6 @@
 """Depth -> repeats per stage: the rule that turns ``depth.layers=N`` into a network.
 
-Depth is counted as ResNet counts it (SPEC section 2): weight layers on the main
+Depth is counted as ResNet counts it (docs/network.md): weight layers on the main
 path, input to output. The network has a 3x3 conv (Down 1), ``r`` simple blocks
 on each side (Down 2, Up 4), seven stages of ``B`` blocks in all (Down 3-5,
 Across, Up 1-3) with ``c`` convs each, a 3x3 conv (Up 5) and the classifier:

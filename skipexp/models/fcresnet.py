@@ -1,4 +1,4 @@
-"""The FC-ResNet builder: one network for all four skip variants (SPEC section 2).
+"""The FC-ResNet builder: one network for all four skip variants (docs/network.md).
 
 Down 1 (3x3 conv) -> Down 2 (simple) -> Down 3-5 (bottleneck) -> Across ->
 Up 1-3 (bottleneck) -> Up 4 (simple) -> Up 5 (3x3 conv) -> classifier.
@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from skipexp.errors import ConfigError
-from skipexp.models.blocks import BLOCKS, UPSAMPLE_MODES, Simple, make_norm, norm_relu
+from skipexp.models.blocks import BLOCKS, Simple, make_norm, norm_relu
 from skipexp.models.depth import DepthPlan
 
 TOTAL_STRIDE = 32
@@ -84,10 +83,6 @@ class FCResNet(nn.Module):
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        if spec.merge not in MERGES:
-            raise ConfigError(f"model.merge={spec.merge!r} is not one of {', '.join(MERGES)}")
-        if spec.upsample not in UPSAMPLE_MODES:
-            raise ConfigError(f"model.upsample={spec.upsample!r} is not one of {', '.join(UPSAMPLE_MODES)}")
         self.spec = spec
         f = spec.width
         block_cls = BLOCKS[spec.plan.block]
@@ -194,7 +189,7 @@ def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
 def main_path_layers(model: FCResNet) -> list[tuple[str, nn.Module]]:
     """The weight layers that count towards depth, in forward order, named like ``down4.b3.conv2``.
 
-    Shortcut and long-skip 1x1 projections are left out (SPEC section 2).
+    Shortcut and long-skip 1x1 projections are left out (docs/network.md).
     """
     return [(name, m) for name, m in model.named_modules()
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))

@@ -98,16 +98,17 @@ SWAPS: dict[type[nn.Module], type[nn.Module]] = {Upsample2x: FastUpsample2x, Dec
 """Plain module class -> its fast subclass (same state, only ``forward`` differs)."""
 
 
-def apply_speedups(model: nn.Module, *, fast_dropout: bool) -> nn.Module:
+def apply_speedups(model: nn.Module, *, fast_dropout: bool, fast_resample: bool) -> nn.Module:
     """Swap in the fast modules that were asked for, in place; returns ``model``.
 
-    ``fast_dropout`` (``trainer.fast_dropout`` on an eager net) turns on every swap of the module docstring.
+    ``fast_dropout`` (``trainer.fast_dropout`` on an eager net): FastDropout, and a bottleneck's closing
+    dropout and short skip in one pass; ``fast_resample`` (``trainer.fast_resample``): the upsampling and
+    decimation whose gradients keep their memory format.
     """
-    if not fast_dropout:
-        return model
-    use_fast_dropout(model)
+    if fast_dropout:
+        use_fast_dropout(model)
     for module in model.modules():
-        fast = SWAPS.get(type(module))
+        fast = SWAPS.get(type(module)) if fast_resample else None
         if fast is not None:
             module.__class__ = fast
         elif type(module) is Bottleneck and isinstance(module.dropout, FastDropout):

@@ -29,7 +29,7 @@ MARKDOWN_HEADER = {"final_val_loss": "final val loss", "final_val_dice": "final 
                    "final_val_vrand": "final V_rand", "final_val_vinfo": "final V_info",
                    "best_val_dice": "best val Dice"}
 # overrides that name a table cell or a seed; any other override differing inside a cell is worth a note
-CELL_KEYS = {"model", "model.variant", "depth", "depth.layers", "trainer.seed", "seed"}
+CELL_KEYS = {"model", "model.long_skip", "model.short_skip", "depth", "depth.layers", "trainer.seed", "seed"}
 
 
 def variant_key(variant: str) -> tuple[int, str]:

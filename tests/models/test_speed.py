@@ -63,7 +63,7 @@ def test_the_fused_dropout_and_skip_is_dropout_then_the_skip(dtype, memory_forma
     addcmul vs a multiply and an add; the gradients bit for bit."""
     torch.manual_seed(0)
     block = Bottleneck(8, 2, dropout=0.3, **{resample: True}).train().to(dtype).to(memory_format=memory_format)
-    fused = apply_speedups(block, fast_dropout=True)
+    fused = apply_speedups(block, fast_dropout=True, fast_resample=True)
     assert type(fused) is FusedBottleneck
     unfused = copy.deepcopy(fused)
     unfused.__class__ = Bottleneck  # every other speed-up kept
@@ -87,7 +87,7 @@ def test_the_speedups_without_dropout_give_the_plain_network_in_fp32(overrides):
     """Dropout 0, fp32: fast upsampling and decimation give the plain net's output bit for bit and its gradients
     to rounding (the fast upsampling backward adds the four gradients of a block in another order)."""
     plain = _net("model.dropout=0", *overrides)
-    fast = apply_speedups(copy.deepcopy(plain), fast_dropout=True)
+    fast = apply_speedups(copy.deepcopy(plain), fast_dropout=True, fast_resample=True)
     kinds = {type(m) for m in fast.modules()}
     assert {FastUpsample2x} <= kinds and not {Upsample2x, Decimate2x} & kinds
     x = torch.randn(2, 1, 64, 64)
@@ -106,9 +106,9 @@ def _relative_difference(got: list[torch.Tensor], want: list[torch.Tensor]) -> f
 def test_the_speedups_swap_modules_only_and_keep_the_state_dict():
     net = _net()
     state = copy.deepcopy(net.state_dict())
-    assert apply_speedups(net, fast_dropout=False) is net
+    assert apply_speedups(net, fast_dropout=False, fast_resample=False) is net
     assert not {FastDropout, FastUpsample2x, FastDecimate2x, FusedBottleneck} & {type(m) for m in net.modules()}
-    apply_speedups(net, fast_dropout=True)
+    apply_speedups(net, fast_dropout=True, fast_resample=True)
     kinds = {type(m) for m in net.modules()}
     assert {FastDropout, FastUpsample2x, FastDecimate2x, FusedBottleneck} <= kinds
     assert not {torch.nn.Dropout, Upsample2x, Decimate2x, Bottleneck} & kinds
@@ -118,7 +118,7 @@ def test_the_speedups_swap_modules_only_and_keep_the_state_dict():
 
 
 def test_a_bottleneck_without_dropout_is_not_fused():
-    net = apply_speedups(_net("model.dropout=0"), fast_dropout=True)
+    net = apply_speedups(_net("model.dropout=0"), fast_dropout=True, fast_resample=True)
     assert not any(isinstance(m, FusedBottleneck) for m in net.modules())
 
 
