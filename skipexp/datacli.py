@@ -38,7 +38,7 @@ def export_synthetic(dest: Path, count: int, size: int, seed: int, cell_size: fl
     paths = [dest / "synthetic-volume.tif", dest / "synthetic-labels.tif", dest / "synthetic-sample.png"]
     gap = np.full((size, 8), 255, np.uint8)
     preview = Image.fromarray(np.concatenate([volume[0], gap, labels[0]], axis=1))
-    fails_as = {"error": DataError, "fix": "pick a DEST you can write to"}
+    fails_as = {"what": "the synthetic stacks, at", "error": DataError, "fix": "pick a DEST you can write to"}
     write_tiff(paths[0], volume, **fails_as)
     write_tiff(paths[1], labels, **fails_as)
     atomic_write(paths[2], lambda handle: preview.save(handle, format="PNG"), **fails_as)
