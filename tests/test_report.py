@@ -364,3 +364,14 @@ def test_importing_the_report_loads_neither_torch_nor_the_network():
              "hydra", "matplotlib"}
     assert not {m for m in report if m in heavy or m.startswith("skipexp.models.")}
     assert {m for m in rundir if m.startswith("skipexp")} == {"skipexp", "skipexp.rundir"}
+
+
+def test_the_report_page_says_which_commands_made_it(tmp_path):
+    from skipexp.report.collect import sweep_command
+
+    assert sweep_command(tmp_path) is None
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    hydra: [hydra/launcher=joblib, hydra.mode=MULTIRUN, hydra.sweep.dir=out/s]\n"
+        "    task: [experiment=ablation_cpu, dataset.root=data/isbi2012]\n")
+    assert sweep_command(tmp_path) == ("skipexp -m experiment=ablation_cpu dataset.root=data/isbi2012 "
+                                       "hydra/launcher=joblib hydra.sweep.dir=out/s")

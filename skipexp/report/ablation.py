@@ -14,7 +14,7 @@ from typing import Any
 
 from skipexp.errors import UserError
 from skipexp.files import write_json, write_text
-from skipexp.report.collect import Sweep, collect_runs
+from skipexp.report.collect import Sweep, collect_runs, sweep_command
 from skipexp.report.figures import MEASURES, check_measure, report_figures
 from skipexp.report.hparams import HPARAMS_DIR, write_hparams
 from skipexp.report.tables import COLUMNS, ablation_rows, cell_notes, markdown_table, run_key, write_csv
@@ -50,11 +50,15 @@ def _link(path: Path, page: Path) -> str:
 
 
 def _markdown(page: Path, table: str, sweep: Sweep, n_cells: int, target: float, measure: str,
-              figures: dict[str, Path]) -> str:
+              figures: dict[str, Path], made_by: str) -> str:
+    kinds = sorted({f"{r.results.get('precision', '?')} on {r.results.get('device', '?')}" for r in sweep.runs})
+    made = sweep_command(sweep.root)
     lines = [f"# Ablation report: {sweep.root}", "",
              f"{len(sweep.runs)} complete training runs in {n_cells} cells "
              f"({len(sweep.left_out)} left out). Mean ± sample std over seeds; target Dice {target:g}; "
-             f"epochs to target: mean over the seeds that reached it (reached/seeds).", "", table, ""]
+             f"epochs to target: mean over the seeds that reached it (reached/seeds). Runs in {', '.join(kinds)}.",
+             "", "Made by:", "", "```sh", made or "# (the sweep's multirun.yaml is missing)", made_by, "```", "",
+             table, ""]
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{CAPTIONS[key].format(MEASURES[measure][2])}]({_link(path, page)})"
@@ -89,7 +93,11 @@ def write_report(sweep_dir: Path, out: Path | None = None, target: float = 0.75,
         paths["hparams"] = out / HPARAMS_DIR
         write_hparams(sweep.runs, paths["hparams"])
     table = markdown_table(rows, target)
-    write_text(paths["markdown"], _markdown(paths["markdown"], table, sweep, len(rows), target, measure, figures))
+    options = ["--target-dice", f"{target:g}", *(["--measure", measure] if measure != "grad_norm" else []),
+               *([] if hparams else ["--no-hparams"])]
+    made_by = " ".join(["skipexp-report", str(sweep_dir), "--out", str(out), *options])
+    write_text(paths["markdown"], _markdown(paths["markdown"], table, sweep, len(rows), target, measure, figures,
+                                            made_by))
     write_csv(rows, paths["csv"])
     write_json(paths["json"], {
         "sweep_dir": str(sweep_dir), "target_dice": target, "measure": measure, "columns": COLUMNS, "rows": rows,

@@ -102,6 +102,17 @@ def run_title(run_dir: Path) -> str:
     return f"{variant}, {depth} layers" if variant else run_dir.name
 
 
+def sweep_command(root: Path) -> str | None:
+    """The ``skipexp -m ...`` command line that made the sweep, from its multirun.yaml (None when it has none)."""
+    saved = _read_yaml(root / "multirun.yaml")
+    try:
+        overrides = saved["hydra"]["overrides"]
+        hydra = [o for o in overrides["hydra"] if not o.startswith("hydra.mode=")]
+        return " ".join(["skipexp -m", *overrides["task"], *hydra])
+    except (TypeError, KeyError):
+        return None
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
