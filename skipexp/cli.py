@@ -29,7 +29,7 @@ from skipexp.sweep import SweepSummary
 from skipexp.train import train
 
 log = logging.getLogger("skipexp")
-_fresh_run_dir: list[Path] = []  # the single run's folder, when it did not exist before this command
+_fresh_run_dir: dict[Path, Path] = {}  # the single run's new folder -> its nearest folder that existed before
 
 
 def run_eval(parts: InferenceParts, run_dir: Path) -> dict:
@@ -123,10 +123,16 @@ def _sweep_job(cfg: DictConfig, run_dir: Path) -> dict | None:
 def _discard_if_empty(run_dir: Path) -> None:
     """A run refused before it wrote anything leaves no folder that looks like a run (only Hydra's .hydra/ and
     log were there); a folder that existed before this command is never removed."""
-    if run_dir.absolute() not in _fresh_run_dir or not run_dir.is_dir():
+    run_dir = run_dir.absolute()
+    existed = _fresh_run_dir.get(run_dir)
+    if existed is None or not run_dir.is_dir():
         return
     if all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:  # and the folders made for it (outputs/runs/), where they are empty
+            if parent == existed or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
 
 def resumable(run_dir: Path, resume: str | None) -> bool:
@@ -213,7 +219,7 @@ def preflight(args: list[str]) -> list[str]:
         resumable(run_dir, cfg.resume)
     _writable_parent(run_dir)
     if not run_dir.exists():
-        _fresh_run_dir.append(run_dir.absolute())
+        _fresh_run_dir[run_dir.absolute()] = next(p for p in run_dir.absolute().parents if p.exists())
     if any(a.startswith("hydra.run.dir=") for a in args):
         return args
     return [*args, f"hydra.run.dir={run_dir}"]  # the default's ${now:...}: the folder checked here, not a second later
