@@ -15,7 +15,7 @@ from skipexp.config import compose_config
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-__all__ = ["CONF", "ROOT", "SHARED_DATA", "TINY", "compose_config", "run_cli", "skipexp_exe"]
+__all__ = ["CONF", "ROOT", "SHARED_DATA", "TINY", "assert_one_sentence", "compose_config", "run_cli", "skipexp_exe"]
 
 # Small enough that a full train -> eval -> predict round trip takes seconds.
 TINY = ["model.width=4", "dataset.size=64", "dataset.n_train=4", "dataset.n_val=2", "trainer.epochs=2",
@@ -35,6 +35,13 @@ def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.Comple
     if check and proc.returncode != 0:
         raise AssertionError(f"skipexp {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def assert_one_sentence(proc: subprocess.CompletedProcess, words: str) -> None:
+    """A refused command: exit 2 and one line on stderr, ``skipexp: error: ...`` holding ``words``."""
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skipexp: error: ") and words in lines[0], proc.stderr
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from skipexp.build import check_config
 from skipexp.errors import UserError
-from tests.conftest import compose_config, run_cli
+from tests.conftest import assert_one_sentence, compose_config, run_cli
 
 BASES = {  # overrides that between them hold every key of every config group
     "synthetic": [],
@@ -119,9 +119,7 @@ def test_the_cli_refuses_at_once_prints_once_and_leaves_no_run_folder(tmp_path, 
     started = time.perf_counter()
     proc = run_cli(overrides, tmp_path, check=False)
     took = time.perf_counter() - started
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("skipexp: error: ") and words in lines[0], proc.stderr
+    assert_one_sentence(proc, words)
     assert words not in proc.stdout  # printed once, not logged as well
     assert not (tmp_path / "outputs").exists()
     assert took < 20  # no data generated first (interpreter and torch start-up only)
