@@ -66,5 +66,15 @@ def job_dirname(overrides: list[str]) -> str:
     return ",".join(parts) or "default"
 
 
+DATA_ENV = "SKIPEXP_DATA"
+
+
+def data_folder(name: str) -> str:
+    """Where data set ``name`` lives unless ``dataset.root`` says otherwise: ``data/NAME`` under the folder you run
+    from, or ``$SKIPEXP_DATA/NAME``; ``skipexp-data NAME`` writes there by default, so neither needs a path."""
+    return str(Path(os.environ.get(DATA_ENV) or "data") / name)
+
+
+OmegaConf.register_new_resolver("skipexp_data", data_folder, replace=True)
 OmegaConf.register_new_resolver("skipexp_dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver("skipexp_variant", lambda long, short: variant_name(long, short), replace=True)

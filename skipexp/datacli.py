@@ -1,20 +1,23 @@
 """``skipexp-data``: put data sets on disk.
 
     skipexp-data synthetic DEST [--count N] [--size S] [--seed K]
-    skipexp-data isbi2012 DEST [--url-base URL ...] [--urls-file FILE] [--timeout S]
+    skipexp-data isbi2012 [DEST] [--url-base URL ...] [--urls-file FILE] [--mirror URL] [--timeout S]
+    skipexp-data isbi2012 [DEST] --from PATH
 
 ``synthetic`` writes synthetic sections as TIFF stacks in the ISBI 2012
 convention (``synthetic-volume.tif`` uint8, ``synthetic-labels.tif`` with
 255 = cell, 0 = membrane) and a PNG preview of the first section beside its
-label; defaults come from conf/dataset/synthetic.yaml. ``isbi2012`` fetches
-train-volume.tif, train-labels.tif and test-volume.tif into DEST, trying the
-URL bases in order (those given first, then ``sources`` in
-conf/dataset/isbi2012.yaml) and keeping a file only if its sha256 matches.
+label; defaults come from conf/dataset/synthetic.yaml. ``isbi2012`` puts
+train-volume.tif, train-labels.tif and test-volume.tif into DEST (by default
+the folder ``dataset=isbi2012`` reads), fetched from the public copies listed
+in skipexp/data/isbi2012_sources.json or imported from a copy you have, each
+stack checked by its decoded pixels before it is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +26,13 @@ from PIL import Image
 
 from skipexp import checks
 from skipexp.config import find_conf_dir
-from skipexp.data.download import fetch_files, isbi2012_defaults, read_urls_file
+from skipexp.data.download import MIRROR_ENV, read_urls_file
 from skipexp.data.io import DataError
+from skipexp.data.isbi2012 import Isbi2012Spec
+from skipexp.data.isbi2012_fetch import get_isbi2012, import_isbi2012
+from skipexp.data.isbi2012_sources import Sources
 from skipexp.data.synthetic import MIN_CELL_SIZE, MIN_SIZE, SyntheticSpec, make_stack
-from skipexp.errors import exit_on_user_error
+from skipexp.errors import ConfigError, exit_on_user_error
 from skipexp.files import atomic_write, write_tiff
 
 
@@ -54,7 +60,23 @@ def _check_synthetic_flags(args: argparse.Namespace, defaults: SyntheticSpec) ->
     checks.number("", flags, "--cell-size", minimum=MIN_CELL_SIZE, example=defaults.cell_size)
 
 
-def _parser(defaults: SyntheticSpec) -> argparse.ArgumentParser:
+def _isbi2012(args: argparse.Namespace, dest: Path) -> list[Path]:
+    """``skipexp-data isbi2012``: the flags checked, then the stacks fetched or imported into ``dest``."""
+    checks.positive_number("", {"--timeout": args.timeout}, "--timeout", example=60)
+    if args.source is not None:
+        given = [flag for flag, value in (("--url-base", args.url_base), ("--urls-file", args.urls_file),
+                                          ("--mirror", args.mirror)) if value]
+        if given:
+            raise ConfigError(f"--from {args.source} imports a copy you have, so {' and '.join(given)} would not be "
+                              f"used; drop {'them' if len(given) > 1 else 'it'} (or drop --from to download)"
+                              f"{f' and unset {MIRROR_ENV}' if '--mirror' in given else ''}.")
+        return import_isbi2012(dest, args.source.expanduser(), Sources.shipped())
+    extra = read_urls_file(args.urls_file) if args.urls_file else []
+    bases = list(dict.fromkeys([*args.url_base, *extra]))
+    return get_isbi2012(dest, Sources.shipped(), bases, mirror=args.mirror, timeout=args.timeout)
+
+
+def _parser(defaults: SyntheticSpec, root: Path) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipexp-data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     syn = sub.add_parser("synthetic", help="write synthetic EM-like sections and labels as TIFF stacks and a PNG")
@@ -64,11 +86,21 @@ def _parser(defaults: SyntheticSpec) -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=defaults.seed, help="data seed (default %(default)s)")
     syn.add_argument("--cell-size", type=float, default=defaults.cell_size,
                      help="mean cell diameter in pixels (default %(default)s)")
-    isbi = sub.add_parser("isbi2012", help="fetch the ISBI 2012 stacks, each checked against its sha256")
-    isbi.add_argument("dest", type=Path, help="folder to write into (created if missing), e.g. data/isbi2012")
+    isbi = sub.add_parser("isbi2012", help="fetch the ISBI 2012 stacks (or import a copy), each checked by its "
+                                           "decoded pixels")
+    isbi.add_argument("dest", type=Path, nargs="?", help=f"folder to write into (created if missing); default {root}, "
+                      "the folder dataset=isbi2012 reads (data/isbi2012 under the folder you run from, or "
+                      "$SKIPEXP_DATA/isbi2012)")
+    isbi.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                      help="import a copy you have instead of downloading: a folder with the three .tif stacks, or "
+                           "their per-section PNG folders (0.png ... 29.png)")
     isbi.add_argument("--url-base", action="append", default=[], metavar="URL",
-                      help="a URL (or local folder) serving the three files; repeat to give fallbacks, tried in order")
+                      help="a URL (or local folder) serving the three .tif stacks, tried before the public mirrors; "
+                           "repeat for fallbacks")
     isbi.add_argument("--urls-file", type=Path, metavar="FILE", help="more URL bases, one a line (# comments)")
+    isbi.add_argument("--mirror", metavar="URL", default=os.environ.get(MIRROR_ENV) or None,
+                      help="fetch the public sources through a mirror laid out as HOST/PATH (as `wget -x` saves "
+                           f"them): https://HOST/PATH is read as URL/HOST/PATH (default ${MIRROR_ENV})")
     isbi.add_argument("--timeout", type=float, default=60.0, metavar="S",
                       help="seconds to wait for a server (default %(default)s)")
     return parser
@@ -79,13 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error("skipexp-data"):
         conf = find_conf_dir()
         defaults = SyntheticSpec.from_config(OmegaConf.load(conf / "dataset" / "synthetic.yaml"))
-        args = _parser(defaults).parse_args(argv)
+        root = Isbi2012Spec.from_config(OmegaConf.load(conf / "dataset" / "isbi2012.yaml")).root
+        args = _parser(defaults, root).parse_args(argv)
         if args.command == "isbi2012":
-            checks.positive_number("", {"--timeout": args.timeout}, "--timeout", example=60)
-            sources, sha256 = isbi2012_defaults(conf)
-            extra = read_urls_file(args.urls_file) if args.urls_file else []
-            bases = list(dict.fromkeys([*args.url_base, *extra, *sources]))
-            paths = fetch_files(args.dest, bases, sha256, timeout=args.timeout)
+            paths = _isbi2012(args, args.dest or root)
         else:
             _check_synthetic_flags(args, defaults)
             paths = export_synthetic(args.dest, args.count, args.size, args.seed, args.cell_size)

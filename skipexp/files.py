@@ -19,6 +19,14 @@ from typing import Any, BinaryIO
 
 from skipexp.errors import UserError
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: tempfile's own files are private (0600)
 KEEP_FIX = "free disk space or make the folder writable (the previous copy, if any, is intact)"
 
 
@@ -43,6 +51,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, keep_previous
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -78,11 +87,16 @@ def write_json(path: Path, payload: Any, **kwargs: Any) -> Path:
 
 
 def write_tiff(path: Path, array: Any, **kwargs: Any) -> Path:
-    """``array`` as a (multi-page) TIFF, atomically; encoded in memory first, as tifffile wants a named file."""
+    """``array`` as a (multi-page) TIFF, atomically; encoded in memory first, as tifffile wants a named file.
+
+    A 2-D or Z x H x W array is grayscale pages (``minisblack``): tifffile would
+    otherwise take a stack of 3 or 4 sections for the planes of one RGB image.
+    """
     import tifffile
 
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, array)
+    gray = getattr(array, "ndim", 0) in (2, 3)
+    tifffile.imwrite(buffer, array, **({"photometric": "minisblack"} if gray else {}))
     return write_bytes(path, buffer.getvalue(), **kwargs)
 
 

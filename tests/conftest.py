@@ -22,18 +22,18 @@ TINY = ["model.width=4", "dataset.size=64", "dataset.n_train=4", "dataset.n_val=
         "trainer.batch_size=2", "gradflow.every=1"]
 
 
-def skipexp_exe() -> str:
-    """The installed console script next to this interpreter."""
-    exe = Path(sys.executable).with_name("skipexp")
-    return str(exe) if exe.exists() else shutil.which("skipexp") or "skipexp"
+def skipexp_exe(name: str = "skipexp") -> str:
+    """The installed console script ``name`` next to this interpreter."""
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else shutil.which(name) or name
 
 
-def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``skipexp ARGS`` in ``cwd`` as a user would, capturing its output."""
+def run_cli(args: list[str], cwd: Path, check: bool = True, exe: str = "skipexp") -> subprocess.CompletedProcess:
+    """Run ``skipexp ARGS`` (or another console script, ``exe``) in ``cwd`` as a user would, capturing its output."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    proc = subprocess.run([skipexp_exe(), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run([skipexp_exe(exe), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"skipexp {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"{exe} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 

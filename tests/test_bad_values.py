@@ -38,7 +38,7 @@ def leaves(node: DictConfig, prefix: str = "") -> list[tuple[str, object]]:
     for key in node:
         value = node[key]
         name = f"{prefix}{key}"
-        if isinstance(value, DictConfig) and key != "sha256":
+        if isinstance(value, DictConfig):
             out += leaves(value, f"{name}.")
         else:
             out.append((name, OmegaConf.to_object(value) if isinstance(value, DictConfig | ListConfig) else value))

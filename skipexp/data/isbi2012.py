@@ -8,7 +8,6 @@ contiguous block at the end of the stack, not a random sample (docs/data.md).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from skipexp import checks
+from skipexp.config import data_folder
 from skipexp.data.common import RawSplits
 from skipexp.data.io import DataError, describe_values, read_tiff
-from skipexp.errors import ConfigError
 
 TRAIN_VOLUME = "train-volume.tif"
 TRAIN_LABELS = "train-labels.tif"
@@ -27,18 +26,23 @@ TEST_VOLUME = "test-volume.tif"
 FILES = (TRAIN_VOLUME, TRAIN_LABELS, TEST_VOLUME)
 MEMBRANE, CELL = 0, 255  # the challenge's label values
 TRAIN_SLICES = 30  # the challenge's training stack
-SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def fetch_command(root: Path) -> str:
+    """The command that puts the stacks in ``root``: no path when it is the default folder."""
+    default = Path(data_folder("isbi2012")).expanduser().absolute()
+    return "skipexp-data isbi2012" + ("" if Path(root).absolute() == default else f" {root}")
 
 
 def _read_stack(path: Path, root: Path) -> np.ndarray:
     """A Z x H x W stack, or a DataError naming the file and what is wrong with it."""
     if not path.is_file():
-        raise DataError(f"ISBI 2012 file {path} is missing; download the stacks with `skipexp-data isbi2012 {root}`, "
+        raise DataError(f"ISBI 2012 file {path} is missing; download the stacks with `{fetch_command(root)}`, "
                         f"or point dataset.root=PATH at a folder holding {', '.join(FILES)}.")
     stack, _ = read_tiff(path)
     if stack.size == 0:
         raise DataError(f"{path} holds no slices; replace it with the challenge's "
-                        f"{path.name} (`skipexp-data isbi2012 {root}`).")
+                        f"{path.name} (`{fetch_command(root)}`).")
     if stack.ndim != 3:
         raise DataError(f"{path} has shape {tuple(stack.shape)} but ISBI 2012 stacks must be Z x H x W (grayscale "
                         f"slices); replace it with the challenge's {path.name}.")
@@ -85,13 +89,10 @@ def load_isbi2012(root: Path, val_slices: int) -> RawSplits:
 
 @dataclass(frozen=True)
 class Isbi2012Spec:
-    """The checked ``dataset=isbi2012`` node: where the stacks are, how many slices validate, and (for
-    ``skipexp-data isbi2012``) the URL bases to fetch them from and the sha256 each file must have."""
+    """The checked ``dataset=isbi2012`` node: where the stacks are and how many slices validate."""
 
     root: Path = Path("data/isbi2012")
     val_slices: int = 4
-    sources: tuple[str, ...] = ()
-    sha256: tuple[tuple[str, str], ...] = ()
     in_channels: int = 1
     name: ClassVar[str] = "isbi2012"
 
@@ -99,33 +100,12 @@ class Isbi2012Spec:
     def from_config(cls, dataset: Mapping[str, Any]) -> Isbi2012Spec:
         """Read and check every key of the node; cheap (the stacks are neither opened nor looked for)."""
         node = "dataset"
-        checks.known_keys(node, dataset, ("name", "root", "in_channels", "val_slices", "sources", "sha256"),
-                          "dataset=isbi2012")
+        checks.known_keys(node, dataset, ("name", "root", "in_channels", "val_slices"), "dataset=isbi2012")
         checks.one_of(node, dataset, "in_channels", (1,),
                       "ISBI 2012 sections are grayscale, so give dataset.in_channels=1")
         root = checks.text(node, dataset, "root", "a folder path", example="data/isbi2012")
         val_slices = checks.integer(node, dataset, "val_slices", minimum=1, maximum=TRAIN_SLICES - 1, example=4)
-        listed = checks.sequence(node, dataset, "sources", "a list of URL bases",
-                                 "give e.g. dataset.sources=[https://HOST/isbi2012], or [] for none")
-        sources = tuple(checks.text(f"{node}.sources", listed, i, "a URL base", "https://HOST/isbi2012")
-                        for i in range(len(listed)))
-        sums = checks.mapping(node, dataset, "sha256", f"a table of the sha256 of {', '.join(FILES)}",
-                              "leave it as conf/dataset/isbi2012.yaml has it")
-        for file in sums:
-            if file not in FILES:
-                raise ConfigError(f"{node}.sha256.{file} is not a file of ISBI 2012; remove it (the files are "
-                                  f"{', '.join(FILES)}).")
-        digests = []
-        for file in FILES:
-            if file not in sums:
-                raise ConfigError(f"{node}.sha256.{file} is missing; give the sha256 of each of {', '.join(FILES)} "
-                                  "(see conf/dataset/isbi2012.yaml).")
-            digest = checks.text(f"{node}.sha256", sums, file, "a sha256", "SUM")
-            if not SHA256.fullmatch(digest):
-                raise checks.refuse(f"{node}.sha256.{file}", digest, "64 lowercase hexadecimal digits (a sha256)",
-                                    "copy the sum from conf/dataset/isbi2012.yaml (docs/data.md lists them)")
-            digests.append((file, digest))
-        return cls(root=Path(root).expanduser(), val_slices=val_slices, sources=sources, sha256=tuple(digests))
+        return cls(root=Path(root).expanduser(), val_slices=val_slices)
 
     def read(self) -> RawSplits:
         """Read the three stacks (see ``load_isbi2012``)."""

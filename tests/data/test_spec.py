@@ -21,7 +21,6 @@ from tests.data.test_io import one_sentence
 NAN, INF = math.nan, math.inf
 WHOLE = ["abc", True, 1.5, 0, -1, None]  # wrong for a positive whole number: text, a bool, a float, zero, negative
 PATH = [5, True, 1.5, "", " ", ["a"]]  # wrong for a path: not text, or blank
-SUMS = {"train-volume.tif": "a" * 64, "train-labels.tif": "b" * 64, "test-volume.tif": "c" * 64}
 BAD = {  # kind -> key -> values that must be refused; every key of each composed node must be listed
     "synthetic": {
         "name": ["nope", 5, True],
@@ -37,10 +36,6 @@ BAD = {  # kind -> key -> values that must be refused; every key of each compose
         "root": [*PATH, None],
         "in_channels": [3, True, "abc"],
         "val_slices": [*WHOLE, 30],  # 30 training slices: at least one must train
-        "sources": ["abc", 5, None, [5], [""], [True], {"a": "b"}],
-        "sha256": ["abc", 5, None, ["x"], {**SUMS, "extra.tif": "d" * 64}, {"train-volume.tif": "a" * 64},
-                   {**SUMS, "test-volume.tif": "xyz"}, {**SUMS, "test-volume.tif": "A" * 64},
-                   {**SUMS, "test-volume.tif": 5}],
     },
     "folder": {
         "name": ["nope"],
@@ -149,7 +144,6 @@ def test_good_values_give_the_spec():
     assert dataset_channels(spec) == 1 and spec.name == "synthetic"
     spec = data_spec(compose_config(["dataset=isbi2012", "dataset.val_slices=29", "dataset.root=x"]).dataset)
     assert isinstance(spec, Isbi2012Spec) and spec.val_slices == 29 and str(spec.root) == "x"
-    assert dict(spec.sha256).keys() == SUMS.keys() and spec.sources == ()
     spec = data_spec(compose_config([*BASES["folder"], "dataset.in_channels=3", "dataset.val_count=2",
                                      "dataset.foreground=0", "dataset.pair_by=number"]).dataset)
     assert spec == FolderSpec(images="imgs", masks="masks", in_channels=3, val_count=2, foreground=0,
