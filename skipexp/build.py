@@ -93,9 +93,11 @@ def build_training(cfg: DictConfig) -> TrainParts:
     per_epoch = loop.check_batches(len(data.train), runtime.dist.world_size)
     runtime.dist.init(runtime.device)
     model = build_network(cfg.model, cfg.depth, data.in_channels, runtime)
-    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), loop.epochs, runtime.fused_optimizer)
+    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), loop.epochs, runtime.fused_optimizer,
+                                           budget=loop.budget_s > 0)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    header = {**run_header("train", model, runtime, data.name), "world_size": runtime.dist.world_size}
+    header = {**run_header("train", model, runtime, data.name), "world_size": runtime.dist.world_size,
+              "batch_size": loop.batch_size, "budget_min": loop.budget_min}
     gradflow = GradFlow.from_config(cfg.gradflow, model, runtime.dist.is_main)
     # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
     stream = SampleStream(len(data.train), per_epoch, runtime.seed)
@@ -124,12 +126,18 @@ class InferenceParts:
     checkpoint: Path
 
 
+MODEL_KEYS_ADDED = {"match_params": None}  # model keys newer than some checkpoints, with the value they then had
+
+
 def build_inference(cfg: DictConfig) -> InferenceParts:
     """Rebuild the checkpoint's own network (its model and depth config), load its weights, read the data."""
     runtime = _runtime(cfg.trainer)
     inference = Inference.from_config(cfg.predict)
     state = load_checkpoint(cfg.checkpoint)  # check_config made sure there is one
     saved = OmegaConf.create(state["config"])
+    for key, default in MODEL_KEYS_ADDED.items():  # a checkpoint written before a model key existed built without it
+        if key not in saved.model:
+            saved.model[key] = default
     spec = data_spec(cfg.dataset)
     model = build_model(saved.model, saved.depth, spec.in_channels)
     try:
@@ -164,6 +172,8 @@ def run_header(mode: str, model: FCResNet, runtime: Runtime, dataset: str) -> di
         "n_simple_blocks": model.spec.plan.n_simple_blocks,
         "depth_layers": len(main_path_layers(model)),
         "params": count_parameters(model),
+        "match_params": model.spec.match_params,  # a variant whose parameter count the width was matched to
+        "reference_params": model.spec.reference_params,  # that variant's count at the configured width
         "dataset": dataset,
         "device": str(runtime.device),
         "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch."),

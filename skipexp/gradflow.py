@@ -2,7 +2,9 @@
 
 Two measures, both per weight layer in depth order (input to output):
 
-- the L2 norm of each layer's weight gradient, every ``gradflow.every`` steps;
+- the L2 norm of each layer's weight gradient, every ``gradflow.every`` steps
+  (and ``grad_rms``, the same divided by sqrt(the layer's size): the RMS of
+  its entries, which layer size does not stripe);
 - the authors' measure, per epoch: the mean absolute weight change
   |W_end - W_start| of each layer, with its std, max and min.
 
@@ -174,6 +176,10 @@ class GradFlow:
         }
         for key in UPDATE_STATS:
             out[f"update_{key}"] = np.array(self.update[key], dtype=np.float32).reshape(-1, n_main)
+        # the same norms per weight, so that a layer's size does not stripe the picture: L2 / sqrt(size) is the
+        # RMS of its gradient entries (and of its update entries' mean |dW| needs no such scaling)
+        out["numel"] = np.array([t.weight.numel() for t in self.main], dtype=np.int64)
+        out["grad_rms"] = (out["grad_norm"] / np.sqrt(out["numel"])).astype(np.float32)
         return out
 
     def state_dict(self) -> dict[str, object]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -171,9 +172,41 @@ def _betas(cfg: Mapping[str, Any]) -> tuple[float, float]:
     return _rate(betas, 0, 0.9, "optimizer.betas"), _rate(betas, 1, 0.999, "optimizer.betas")
 
 
-def build_optimizer(cfg: Mapping[str, Any], params: Iterable[torch.nn.Parameter], epochs: int, fused: bool = False
-                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer and its per-epoch lr scheduler; ``fused`` (``trainer.fused_optimizer``) picks a one-pass update.
+class BudgetLR(torch.optim.lr_scheduler.LRScheduler):
+    """The lr schedule of a run with a wall-clock budget (``trainer.budget_min``): the schedule's curve over the
+    fraction of the budget spent, in place of its curve over ``epochs`` epochs, so a run that ends at a fixed time
+    still anneals. The loop calls ``advance(fraction)`` after every step.
+
+    cosine: ``0.5 (1 + cos(pi p))``; step: ``gamma ** floor(p * epochs / step_epochs)`` (the same boundaries, as
+    fractions of the run); none: 1.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, settings: OptimizerSettings, epochs: int) -> None:
+        self.schedule, self.step_epochs, self.gamma = settings.schedule, settings.step_epochs, settings.gamma
+        self.epochs, self.progress = epochs, 0.0
+        super().__init__(optimizer)
+
+    def factor(self) -> float:
+        """The lr multiplier at the current fraction of the budget spent."""
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * self.progress))
+        if self.schedule == "step":
+            return self.gamma ** math.floor(self.progress * self.epochs / self.step_epochs + 1e-9)
+        return 1.0
+
+    def get_lr(self) -> list[float]:
+        return [base * self.factor() for base in self.base_lrs]
+
+    def advance(self, fraction: float) -> None:
+        """Set the lr for the next step from the fraction of the budget spent (clamped to [0, 1])."""
+        self.progress = min(max(fraction, 0.0), 1.0)
+        self.step()
+
+
+def build_optimizer(cfg: Mapping[str, Any], params: Iterable[torch.nn.Parameter], epochs: int, fused: bool = False,
+                    budget: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and its per-epoch lr scheduler; ``fused`` (``trainer.fused_optimizer``) picks a one-pass update;
+    ``budget`` (a run with ``trainer.budget_min``) spreads the schedule over the budget instead (``BudgetLR``).
 
     Weight decay is added to the gradient (PyTorch's ``weight_decay``), which is
     an L2 penalty of weight_decay/2 * |w|^2 on the loss.
@@ -185,7 +218,9 @@ def build_optimizer(cfg: Mapping[str, Any], params: Iterable[torch.nn.Parameter]
         opt = torch.optim.Adam(params, **settings.hyper, foreach=not fused, fused=fused or None)
     else:
         opt = torch.optim.SGD(params, **settings.hyper, foreach=not fused, fused=fused or None)
-    if settings.schedule == "step":
+    if budget:
+        sched: torch.optim.lr_scheduler.LRScheduler = BudgetLR(opt, settings, epochs)
+    elif settings.schedule == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.step_epochs, gamma=settings.gamma)
     elif settings.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))

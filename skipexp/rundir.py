@@ -16,6 +16,7 @@ TENSORBOARD = "tb"
 GRADFLOW = "gradflow.npz"  # the gradient-flow arrays, rewritten at every validation
 HEATMAP_GRAD = "gradflow_grad_norm.png"  # their heat maps, as logged to TensorBoard
 HEATMAP_UPDATE = "gradflow_update.png"
+VAL_PANEL = "val_prediction.npz"  # the first validation image, its label and the latest prediction of it
 SUMMARY = "sweep_summary.json"  # in a sweep folder: every job's outcome
 
 VARIANTS = ("both", "long_only", "short_only", "none")  # the paper's four, in its order
@@ -34,6 +35,23 @@ def early_stop_due(epoch: int, best_epoch: int, patience: int) -> bool:
     The loop stops on it, and the report reads it back to tell an early stop from an interrupted run.
     """
     return patience > 0 and epoch - best_epoch >= patience
+
+
+CONVERGE_WINDOW = 3  # validations
+CONVERGE_TOLERANCE = 0.005  # val Dice
+
+
+def convergence(val_dice: list[float], window: int = CONVERGE_WINDOW,
+                tolerance: float = CONVERGE_TOLERANCE) -> dict:
+    """Whether a run's val Dice stopped rising: its best over the last ``window`` validations beats its best before
+    them by less than ``tolerance``. Needs more than ``window`` validations; results.json and the report hold it.
+    """
+    rule = {"window": window, "tolerance": tolerance}
+    if len(val_dice) <= window:
+        return {"converged": False, "rise": None, **rule,
+                "why": f"{len(val_dice)} validations, more than {window} are needed to judge"}
+    rise = max(val_dice[-window:]) - max(val_dice[:-window])
+    return {"converged": bool(rise < tolerance), "rise": round(float(rise), 6), **rule}
 
 
 def summary_line(header: dict) -> str:

@@ -31,13 +31,15 @@ from skipexp import checks
 from skipexp.checkpoint import CheckpointError, copy_checkpoint, load_latest, save_checkpoint
 from skipexp.errors import UserError
 from skipexp.evaluate import evaluate
-from skipexp.files import write_json
+from skipexp.files import atomic_write, write_json
 from skipexp.rundir import (
     BEST_CHECKPOINT,
     CHECKPOINTS,
     LAST_CHECKPOINT,
     RESULTS,
     TENSORBOARD,
+    VAL_PANEL,
+    convergence,
     early_stop_due,
     summary_line,
 )
@@ -45,6 +47,9 @@ from skipexp.runtime import Runtime
 
 log = logging.getLogger(__name__)
 PANEL_IMAGES = 4  # validation images shown in TensorBoard's image panel
+# TensorBoard sorts its sections by name: the digit puts the scores a researcher looks at first (training loss, val
+# Dice, V_rand, V_info) ahead of the per-layer gradient sections (grad_norm/<stage>/..., update/<stage>/...)
+TRAIN_TAGS, VAL_TAGS = "1_train", "1_val"
 ON_NAN = ("stop", "skip")
 ARCHITECTURE_KEYS = [("model", "long_skip"), ("model", "short_skip"), ("model", "block"), ("model", "width"),
                      ("model", "n_simple_blocks"), ("model", "merge"), ("model", "upsample"), ("model", "norm"),
@@ -62,8 +67,10 @@ class LoopSettings:
     val_every: int
     patience: int  # 0 = no early stopping
     on_nan: str
+    budget_min: float = 0.0  # 0 = no budget: the run ends after ``epochs``; else at this much wall time, or sooner
 
-    KEYS = ("epochs", "batch_size", "samples_per_epoch", "num_workers", "val_every", "patience", "on_nan")
+    KEYS = ("epochs", "batch_size", "samples_per_epoch", "num_workers", "val_every", "patience", "on_nan",
+            "budget_min")
 
     @classmethod
     def from_config(cls, trainer: DictConfig) -> LoopSettings:
@@ -74,7 +81,13 @@ class LoopSettings:
         return cls(epochs=count("epochs"), batch_size=count("batch_size"),
                    samples_per_epoch=count("samples_per_epoch", 0), num_workers=count("num_workers", 0),
                    val_every=count("val_every"), patience=count("patience", 0),
-                   on_nan=checks.one_of("trainer", trainer, "on_nan", ON_NAN))
+                   on_nan=checks.one_of("trainer", trainer, "on_nan", ON_NAN),
+                   budget_min=checks.non_negative_number("trainer", trainer, "budget_min", example=20))
+
+    @property
+    def budget_s(self) -> float:
+        """The wall-clock budget in seconds (0 = none)."""
+        return 60.0 * self.budget_min
 
     def check_batches(self, n_train: int, world_size: int) -> int:
         """Samples an epoch; every rank must get at least one sample of every global batch."""
@@ -121,8 +134,13 @@ class TrainState:
     results: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0  # wall time of the earlier sessions of this run
     skipped_steps: int = 0
+    images_seen: int = 0  # training images (crops) the steps have used, over every process
+    stopped_by: str = ""  # what ended the run: epochs | budget | early_stop
+    train_history: list[dict[str, Any]] = field(default_factory=list)  # the mean training loss of every epoch
+    epoch_loss: list[float] = field(default_factory=lambda: [0.0, 0])  # this epoch's loss sum and step count
 
-    COUNTERS = ("step", "epoch", "batch_in_epoch", "history", "best", "results", "wall_s", "skipped_steps")
+    COUNTERS = ("step", "epoch", "batch_in_epoch", "history", "best", "results", "wall_s", "skipped_steps",
+                "images_seen", "stopped_by", "train_history", "epoch_loss")
 
     def checkpoint(self, parts: TrainParts, wall_s: float) -> dict[str, Any]:
         """Everything resume needs to continue bitwise: weights, optimizer, schedule, RNGs, gradient flow."""
@@ -149,7 +167,7 @@ class TrainState:
         if parts.gradflow.enabled and saved.get("gradflow"):
             parts.gradflow.load_state_dict(saved["gradflow"])
         _set_rng_state(saved["rng"])
-        return cls(**{key: saved[key] for key in cls.COUNTERS})
+        return cls(**{key: saved[key] for key in cls.COUNTERS if key in saved})  # older checkpoints lack some
 
 
 def train(parts: TrainParts, run_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -164,19 +182,29 @@ def train(parts: TrainParts, run_dir: Path, resume: bool = False) -> dict[str, A
     run = _Run(parts, run_dir, resume)
     state, settings, dist = run.state, parts.loop, parts.runtime.dist
     first_epoch = state.epoch + 1
+    if state.stopped_by == "epochs" or (state.stopped_by == "budget" and not run.budget_spent()):
+        state.stopped_by = ""  # resumed with more epochs or a larger budget: the run goes on
     with run.session() as signals:
         for epoch in range(first_epoch, settings.epochs + 1):
+            if state.stopped_by:  # a resumed run that had already ended (its budget spent, or it stopped early)
+                break
             # the epoch's batches; a run resumed mid-epoch skips those its checkpoint had done
             done = state.batch_in_epoch if epoch == first_epoch else 0
             run.start_epoch(epoch, done)
             for index, batch in enumerate(parts.loader, start=done + 1):
                 run.step(batch, epoch)
-                stop = dist.broadcast(signals.signum)  # every rank stops at the same step
+                stop, spent = dist.broadcast((signals.signum, run.budget_spent()))  # every rank at the same step
+                if spent:  # trainer.budget_min: this (partial) epoch is the last
+                    state.stopped_by = "budget"
+                    break
                 if stop is not None and index < len(parts.loader):
                     run.save(epoch - 1, index)
                     raise Stopped(_stopped_message(stop, state.step, run_dir), stop)
             # the epoch's end: schedule, gradient flow, validation, checkpoint, best.pt
             early_stop = run.end_epoch(epoch)
+            if state.stopped_by == "budget":
+                log.info(f"budget of {settings.budget_min:g} min spent after {state.step} steps (epoch {epoch})")
+                break
             if signals.signum is not None and epoch < settings.epochs:
                 raise Stopped(_stopped_message(signals.signum, state.step, run_dir), signals.signum)
             if early_stop:
@@ -203,9 +231,22 @@ class _Run:
         self.train_loss = lambda *args: parts.loss_fn(*args, reduce=parts.runtime.dist.all_sum)  # the global batch's
         self.writer = self._open_writer(resume)
         self.panel = [parts.data.val[i] for i in range(min(PANEL_IMAGES, len(parts.data.val)))]
-        self.bar = tqdm(total=parts.loop.epochs * len(parts.loader), initial=self.state.step, desc="train",
-                        unit="step", dynamic_ncols=True, disable=not self.main,
+        budget = parts.loop.budget_s  # a budgeted run's bar counts seconds of its budget, so its ETA is the end's
+        self.bar = tqdm(total=round(budget) if budget else parts.loop.epochs * len(parts.loader),
+                        initial=min(round(self.elapsed()), round(budget)) if budget else self.state.step,
+                        desc="train", unit="s" if budget else "step", dynamic_ncols=True, disable=not self.main,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]"
+                        if budget else None,
                         mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file: a line every 30 s
+
+    def elapsed(self) -> float:
+        """The run's wall time so far, earlier sessions included (what ``trainer.budget_min`` counts)."""
+        return self.state.wall_s + time.perf_counter() - self.started
+
+    def budget_spent(self) -> bool:
+        """Whether a run with ``trainer.budget_min`` has used its budget (never, without one)."""
+        budget = self.parts.loop.budget_s
+        return bool(budget) and self.elapsed() >= budget
 
     def _open_writer(self, resume: bool) -> SummaryWriter | _Silent:
         """TensorBoard's writer (rank 0); a resumed one drops events logged after the checkpoint, so no step is
@@ -265,15 +306,20 @@ class _Run:
         self._record_gradients()
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
-        self.writer.add_scalar("train/loss", loss_value, state.step)
+        state.images_seen += image.shape[0] * runtime.dist.world_size
+        state.epoch_loss = [state.epoch_loss[0] + loss_value, state.epoch_loss[1] + 1]
+        if parts.loop.budget_s:  # the schedule over the budget: the lr of the next step
+            parts.scheduler.advance(self.elapsed() / parts.loop.budget_s)
+        self.writer.add_scalar(f"{TRAIN_TAGS}/loss", loss_value, state.step)
         return None
 
     def _show(self, epoch: int, loss_value: float) -> None:
         """The progress bar: epoch, loss, the last val Dice."""
-        history = self.state.history
+        history, budget = self.state.history, self.parts.loop.budget_s
         self.bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}", refresh=False,
-                             val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}")
-        self.bar.update(1)
+                             val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}",
+                             **({"step": self.state.step} if budget else {}))
+        self.bar.update(min(round(self.elapsed()), round(budget)) - self.bar.n if budget else 1)
 
     def _record_gradients(self) -> None:
         """The gradient-flow hook: every ``gradflow.every`` steps, the per-layer gradient norms."""
@@ -298,16 +344,25 @@ class _Run:
     def end_epoch(self, epoch: int) -> bool:
         """Schedule, gradient flow, validation (when due), checkpoint, results.json, best.pt; True to stop early."""
         parts, state, settings = self.parts, self.state, self.parts.loop
-        self.writer.add_scalar("train/lr", parts.optimizer.param_groups[0]["lr"], state.step)
-        parts.scheduler.step()
+        self.writer.add_scalar(f"{TRAIN_TAGS}/lr", parts.optimizer.param_groups[0]["lr"], state.step)
+        total, steps = state.epoch_loss
+        if steps:
+            state.train_history.append({"epoch": epoch, "step": state.step, "train_loss": total / steps})
+            self.writer.add_scalar(f"{TRAIN_TAGS}/epoch_loss", total / steps, state.step)
+        state.epoch_loss = [0.0, 0]
+        if not settings.budget_s:  # a budgeted run's schedule advances every step
+            parts.scheduler.step()
         parts.gradflow.end_epoch(epoch)
         parts.gradflow.log_epoch(self.writer, state.step)
-        due = epoch % settings.val_every == 0 or epoch == settings.epochs
+        due = epoch % settings.val_every == 0 or epoch == settings.epochs or bool(state.stopped_by)
         early_stop = False
         if due and self.main:
-            self.validate(epoch)
-            early_stop = early_stop_due(epoch, state.best["epoch"], settings.patience)
+            early_stop = early_stop_due(epoch, self.validate(epoch), settings.patience)
         early_stop = parts.runtime.dist.broadcast(early_stop) if due else False
+        if early_stop or (epoch == settings.epochs and not state.stopped_by):
+            state.stopped_by = "early_stop" if early_stop else "epochs"
+            if state.results:  # rank 0's (the other ranks keep no results)
+                state.results["stopped_by"] = state.stopped_by
         self.save(epoch, 0)
         if due and self.main:  # after the checkpoint that holds it: a kill in between leaves what resume rewrites
             write_json(self.run_dir / RESULTS, state.results)
@@ -315,30 +370,44 @@ class _Run:
             copy_checkpoint(self.last, self.run_dir / CHECKPOINTS / BEST_CHECKPOINT)
         return bool(early_stop)
 
-    def validate(self, epoch: int) -> None:
-        """Score the validation set, log it to TensorBoard, and update the history, best and results."""
+    def validate(self, epoch: int) -> int:
+        """Score the validation set, log it to TensorBoard, and update the history, best and results; return the
+        best epoch so far."""
         parts, state, writer = self.parts, self.state, self.writer
         scores, probs = evaluate(parts.model, parts.data.val, parts.loss_fn, parts.runtime)
         record = {"epoch": epoch, "step": state.step, **scores}
         state.history.append(record)
         for key, value in scores.items():
-            writer.add_scalar(f"val/{key.removeprefix('val_')}", value, state.step)
-        writer.add_images("val/input", self._panel([s["image"] for s in self.panel]), state.step)
-        writer.add_images("val/label", self._stack([s["label"] for s in self.panel]), state.step)
-        writer.add_images("val/prediction", self._stack([torch.from_numpy(p)[None] for p in probs[:len(self.panel)]]),
-                          state.step)
+            writer.add_scalar(f"{VAL_TAGS}/{key.removeprefix('val_')}", value, state.step)
+        writer.add_images(f"{VAL_TAGS}/input", self._panel([s["image"] for s in self.panel]), state.step)
+        writer.add_images(f"{VAL_TAGS}/label", self._stack([s["label"] for s in self.panel]), state.step)
+        predictions = [torch.from_numpy(p)[None] for p in probs[:len(self.panel)]]
+        writer.add_images(f"{VAL_TAGS}/prediction", self._stack(predictions), state.step)
         if parts.gradflow.enabled:
             parts.gradflow.log_heatmaps(writer, state.step, parts.gradflow.save(self.run_dir))
+        self._save_panel(probs[0], epoch)
         if state.best is None or scores["val_dice"] > state.best["val_dice"]:
             state.best = record
         state.results = {**parts.header, "epochs_completed": epoch, "steps_completed": state.step,
-                         "best": state.best, "final": record,
+                         "images_seen": state.images_seen, "best": state.best, "final": record,
+                         "converged": convergence([h["val_dice"] for h in state.history]),
+                         "stopped_by": state.stopped_by or None,  # None: still running, or killed
                          "gradflow": {"first_last_ratio": parts.gradflow.first_last_ratio(),
                                       "stage_median_grad_norm": parts.gradflow.stage_medians()},
-                         "history": state.history,
-                         "wall_s": round(state.wall_s + time.perf_counter() - self.started, 3),
+                         "history": state.history, "train_history": state.train_history,
+                         "wall_s": round(self.elapsed(), 3),
                          "skipped_steps": state.skipped_steps}
         log.info(f"epoch {epoch}/{parts.loop.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        return state.best["epoch"]
+
+    def _save_panel(self, prob: np.ndarray, epoch: int) -> None:
+        """The first validation image, its label and this validation's membrane probabilities, for the report's
+        side-by-side predictions (skipexp-report draws every variant's prediction of the same slice)."""
+        sample = self.parts.data.val[0]
+        arrays = {"image": sample["image"][0].numpy().astype(np.float16), "label": sample["label"][0].numpy() > 0.5,
+                  "valid": sample["valid"][0].numpy() > 0.5, "prob": prob.astype(np.float16),
+                  "epoch": np.int64(epoch), "step": np.int64(self.state.step)}
+        atomic_write(self.run_dir / VAL_PANEL, lambda handle: np.savez_compressed(handle, **arrays))
 
     def save(self, epoch_done: int, batch_in_epoch: int) -> None:
         """Write last.pt (keeping the one before); everything logged up to now reaches disk first."""
@@ -346,8 +415,7 @@ class _Run:
             return
         self.writer.flush()
         self.state.epoch, self.state.batch_in_epoch = epoch_done, batch_in_epoch
-        wall_s = self.state.wall_s + time.perf_counter() - self.started
-        save_checkpoint(self.state.checkpoint(self.parts, wall_s), self.last, keep_previous=True)
+        save_checkpoint(self.state.checkpoint(self.parts, self.elapsed()), self.last, keep_previous=True)
 
     def _stack(self, images: list[torch.Tensor]) -> torch.Tensor:
         """C x H x W images of possibly different sizes as one padded N x C x H x W panel."""

@@ -208,7 +208,10 @@ def test_gradient_flow_reaches_disk_and_tensorboard(trained):
     assert [e.step for e in events.Scalars("grad_norm/down1/conv1")] == [1, 2, 3, 4]
     assert events.Scalars("grad_norm/down1/conv1")[-1].value == pytest.approx(float(arrays["grad_norm"][-1, 0]))
     assert {"gradflow/layer_grad_norm", "gradflow/layer_update_mean"} <= set(tags["histograms"])
-    assert {"gradflow/heatmap_grad_norm", "gradflow/heatmap_update", "val/prediction"} <= set(tags["images"])
+    assert {"gradflow/heatmap_grad_norm", "gradflow/heatmap_update", "1_val/prediction"} <= set(tags["images"])
+    sections = sorted({tag.split("/")[0] for tag in tags["scalars"]})  # TensorBoard's order: by name
+    assert sections[:2] == ["1_train", "1_val"] and {"1_val/vrand", "1_val/vinfo", "1_train/loss"} <= set(
+        tags["scalars"])  # the scores first, then the per-layer sections
     results = json.loads((run / "results.json").read_text())
     assert results["gradflow"]["first_last_ratio"] == pytest.approx(
         float(arrays["grad_norm"][-1, 0] / arrays["grad_norm"][-1, -1]), rel=1e-5)

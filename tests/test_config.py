@@ -70,21 +70,33 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 def test_experiment_presets_pin_their_study():
     cpu = compose_config(["experiment=isbi_cpu"])
-    assert (cpu.depth.layers, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == (44, 16, 256, "bf16")
+    assert (cpu.depth.layers, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == (44, 16, 256, "auto")
+    assert (cpu.trainer.loss, cpu.augment.rotate_deg, cpu.augment.shear_rad, cpu.augment.rot90) == ("bce", 0, 0, True)
+    assert (cpu.model.norm, cpu.model.dropout) == ("instance", 0.0)
     paper = compose_config(["experiment=paper"])
     assert (paper.depth.layers, paper.model.width, paper.trainer.epochs, paper.trainer.patience) == (140, 32, 500, 200)
     assert paper.optimizer.name == "rmsprop" and paper.optimizer.step_epochs == 200 and paper.trainer.crop == 0
+    assert paper.trainer.precision == "fp32"  # as the authors trained, pinned
 
 
 def test_ablation_presets_pin_their_grid():
     gpu = compose_config(["experiment=ablation"], return_hydra_config=True)
     assert gpu.depth.layers == 140 and gpu.trainer.epochs == 500  # the paper's recipe, swept
     assert dict(gpu.hydra.sweeper.params) == {"model": "both,long_only,short_only,none",
-                                               "depth.layers": "50,102,140", "trainer.seed": "0,1,2"}
+                                               "depth.layers": "50,104,140", "trainer.seed": "0,1,2,3,4"}
+    assert gpu.trainer.precision == "fp32" and gpu.model.n_simple_blocks == 1
     cpu = compose_config(["experiment=ablation_cpu"], return_hydra_config=True)
     assert (cpu.dataset.name, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == ("isbi2012", 16, 128, "auto")
     assert cpu.trainer.epochs * cpu.trainer.samples_per_epoch // cpu.trainer.batch_size == 1000
     assert dict(cpu.hydra.sweeper.params)["depth.layers"] == "26,102"
+    study = compose_config(["experiment=study_cpu"], return_hydra_config=True)
+    assert (study.trainer.precision, study.model.n_simple_blocks, study.trainer.budget_min, study.resume,
+            study.model.match_params) == ("fp32", 1, 7, "auto", "both")
+    assert dict(study.hydra.sweeper.params) == {"model": "both,long_only,short_only,none", "depth.layers": "26,104",
+                                                 "trainer.seed": "0,1,2"}
+    assert study.hydra.sweep.dir == "outputs/sweeps/study_cpu"  # fixed: the same command continues it
+    from skipexp.models import net_spec
+    assert {net_spec(study.model, {"layers": n}, 1).plan.n_simple_blocks for n in (26, 104)} == {1}
 
 
 def test_sweep_subfolders_read_at_a_glance(tmp_path):

@@ -47,7 +47,7 @@ def test_threads_are_split_between_processes():
 def _losses(run_dir: Path) -> list[tuple[int, float]]:
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     events.Reload()
-    return [(e.step, e.value) for e in events.Scalars("train/loss")]
+    return [(e.step, e.value) for e in events.Scalars("1_train/loss")]
 
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -211,3 +211,30 @@ def test_the_checked_settings_are_what_the_optimizer_gets(name):
     opt, sched = build_optimizer(cfg, _net(torch.float32).parameters(), 5)
     assert all(opt.defaults[key] == value for key, value in settings.hyper.items())
     assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR)
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("cosine", {0.0: 1.0, 0.25: 0.5 * (1 + 2 ** -0.5), 0.5: 0.5, 1.0: 0.0, 2.0: 0.0}),
+    ("step", {0.0: 1.0, 0.49: 1.0, 0.5: 0.1, 0.99: 0.1, 1.0: 0.01}),  # epochs 10, lr/10 every 5: at half and end
+    ("none", {0.0: 1.0, 0.7: 1.0}),
+])
+def test_a_budget_spreads_the_schedule_over_the_fraction_spent(schedule, expected):
+    cfg = compose_config([f"optimizer.schedule={schedule}", "optimizer.step_epochs=5", "optimizer.gamma=0.1"])
+    net = _net()
+    opt, sched = build_optimizer(cfg.optimizer, net.parameters(), epochs=10, budget=True)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    for fraction, factor in expected.items():
+        _train(net, opt, 1)
+        sched.advance(fraction)
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * factor, abs=1e-15), fraction
+    state = sched.state_dict()
+    assert torch.load(_saved(state), weights_only=True)["progress"] == min(fraction, 1.0)  # a checkpoint holds it
+
+
+def _saved(state: dict) -> object:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer

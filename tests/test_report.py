@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 import yaml
 from PIL import Image
 
@@ -100,6 +101,9 @@ def test_table_means_and_stds_equal_numpy(report, sweep):
             values = [r[part][key] for r in runs]
             assert row[f"{column}_mean"] == pytest.approx(np.mean(values), rel=1e-12), column
             assert row[f"{column}_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12), column
+            half = 12.7062047 * np.std(values, ddof=1) / np.sqrt(2)  # t(0.975, 1 df): two seeds
+            assert row[f"{column}_ci_low"] == pytest.approx(np.mean(values) - half, rel=1e-6, abs=1e-12), column
+            assert row[f"{column}_ci_high"] == pytest.approx(np.mean(values) + half, rel=1e-6, abs=1e-12), column
         walls = [r["wall_s"] for r in runs]
         assert row["wall_s_mean"] == pytest.approx(np.mean(walls)) and row["wall_s_std"] == pytest.approx(
             np.std(walls, ddof=1))
@@ -124,7 +128,10 @@ def test_csv_matches_json(report):
     assert len(lines) == len(rows)
     for line, row in zip(lines, rows, strict=True):
         assert line["variant"] == row["variant"]
+        assert line["precision"] == row["precision"]
         for key in COLUMNS[1:]:
+            if key == "precision":
+                continue
             if row[key] is None:
                 assert line[key] == "", key
             else:
@@ -134,11 +141,12 @@ def test_csv_matches_json(report):
 def test_markdown_and_console(report):
     out, stdout, stderr = report
     text = (out / "ablation.md").read_text()
-    table_lines = [line for line in text.splitlines() if line.startswith("| ")]
+    first = text[text.index("| variant"):].split("\n\n")[0]
+    table_lines = [line for line in first.splitlines() if line.startswith("| ")]
     assert len(table_lines) == 1 + 4  # header and one row per variant
     for variant in VARIANT_ORDER:
         assert any(line.startswith(f"| {variant} | 26 | 2 |") for line in table_lines), variant
-    assert "±" in table_lines[1] and "/2) |" in table_lines[1]  # mean ± std, epochs to target (k/2)
+    assert " [" in table_lines[1] and "/2) |" in table_lines[1]  # mean [95% CI], epochs to target (k/2)
     assert "## Runs left out\n\nNone." in text
     for png in ("curves.png", "gradflow.png", "score_vs_depth.png"):
         assert f"]({png})" in text
@@ -151,13 +159,14 @@ def test_markdown_and_console(report):
 def test_figures_are_pngs(report):
     out, _, _ = report
     sizes = {}
-    for name in ("curves", "gradflow", "score_vs_depth"):
+    for name in ("curves", "gradflow", "score_vs_depth", "gradflow_update_mean", "gradflow_grad_rms", "predictions"):
         with Image.open(out / f"{name}.png") as image:
             assert image.format == "PNG"
             sizes[name] = image.size
             assert np.asarray(image.convert("L")).std() > 5, name  # something is drawn
     assert sizes["gradflow"] == (int((3.2 * 4 + 1.2) * 100), 600)  # 4 variants x 1 depth
-    assert sizes["curves"][0] >= 400 and sizes["curves"][1] >= 600  # Dice and loss rows
+    assert sizes["curves"][0] >= 400 and sizes["curves"][1] >= 1200  # Dice, V_rand, val and training loss rows
+    assert sizes["predictions"] == (int(2.6 * 5 * 100), int(2.6 * 2 * 100))  # image + 4 variants, 1 depth x 2
     assert sizes["score_vs_depth"][0] >= 800
 
 
@@ -324,7 +333,8 @@ def test_docs_out_links_figures_relative_to_the_page(sweep, tmp_path, monkeypatc
     main([str(sweep), "--out", "docs/ablation", "--no-hparams"])
     page = tmp_path / "docs" / "ablation" / "ablation.md"
     links = [line.split("](", 1)[1].rstrip(")") for line in page.read_text().splitlines() if line.startswith("![")]
-    assert links == ["curves.png", "gradflow.png", "score_vs_depth.png"]
+    assert links == ["curves.png", "gradflow.png", "gradflow_update_mean.png", "gradflow_grad_rms.png",
+                     "score_vs_depth.png", "predictions.png"]
     assert all((page.parent / link).is_file() for link in links)
     assert not (page.parent / "hparams").exists() and "hparams:" not in capsys.readouterr().out
     assert not list(page.parent.glob(".*.tmp"))  # every file went through atomic_write
@@ -375,3 +385,19 @@ def test_the_report_page_says_which_commands_made_it(tmp_path):
         "    task: [experiment=ablation_cpu, dataset.root=data/isbi2012]\n")
     assert sweep_command(tmp_path) == ("skipexp -m experiment=ablation_cpu dataset.root=data/isbi2012 "
                                        "hydra/launcher=joblib hydra.sweep.dir=out/s")
+
+
+def test_paired_comparisons_match_scipy(report, sweep):
+    out, _, _ = report
+    found = read_json(out / "ablation.json")["comparisons"]
+    assert [(c["a"], c["b"]) for c in found[::3]] == [("both", "long_only"), ("both", "short_only"), ("both", "none")]
+    cells = runs_by_cell(sweep)
+    for c in found:
+        key = {"final V_rand": "val_vrand", "final V_info": "val_vinfo", "final val Dice": "val_dice"}[c["metric"]]
+        a = {r["seed"]: r["final"][key] for r in cells[c["a"], 26]}
+        b = {r["seed"]: r["final"][key] for r in cells[c["b"], 26]}
+        assert c["seeds"] == [0, 1] and c["difference_mean"] == pytest.approx(np.mean([a[s] - b[s] for s in (0, 1)]))
+        assert c["p_value"] == pytest.approx(scipy.stats.ttest_rel([a[0], a[1]], [b[0], b[1]]).pvalue)
+    text = (out / "ablation.md").read_text()
+    assert "## The paper's comparisons, paired by seed" in text and "**Significant at 0.05:**" in text
+    assert "q (BH)" in text and "9 tests at 0.05" in text

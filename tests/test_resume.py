@@ -34,7 +34,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def _loss_events(run: Path) -> list[tuple[int, float]]:
     events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
     events.Reload()
-    return [(e.step, e.value) for e in events.Scalars("train/loss")]
+    return [(e.step, e.value) for e in events.Scalars("1_train/loss")]
 
 
 def assert_same_run(run: Path, reference: Path) -> None:

@@ -1,7 +1,9 @@
 """Training-time augmentation (docs/data.md), applied identically to image, label and valid mask.
 
 One random affine map per sample (rotation up to ``rotate_deg``, shear up to
-``shear_rad``, horizontal and vertical flips), optionally followed by an
+``shear_rad``, horizontal and vertical flips, and with ``rot90`` a random
+multiple of 90 degrees: with the flips, all eight symmetries of the square,
+which keep membranes exactly as thick as they are), optionally followed by an
 elastic warp, is sampled only over the output crop, so a 256 x 256 crop of a
 512 x 512 section costs a 256 x 256 resampling. Images are resampled
 bilinearly, labels and valid masks by nearest neighbour; the outside is
@@ -24,18 +26,20 @@ import torch.nn.functional as F
 from skipexp import checks
 from skipexp.errors import ConfigError
 
-AUGMENT_KEYS = ("rotate_deg", "shear_rad", "flips", "elastic", "elastic_alpha", "elastic_spacing")
+AUGMENT_KEYS = ("rotate_deg", "shear_rad", "flips", "rot90", "elastic", "elastic_alpha", "elastic_spacing")
 
 
 class Augmenter:
     """Random affine (+ elastic) warp and a random ``crop`` x ``crop`` window (crop 0 = whole image)."""
 
     def __init__(self, crop: int = 0, rotate_deg: float = 0.0, shear_rad: float = 0.0, flips: bool = True,
-                 elastic: bool = False, elastic_alpha: float = 0.0, elastic_spacing: int = 32) -> None:
+                 elastic: bool = False, elastic_alpha: float = 0.0, elastic_spacing: int = 32,
+                 rot90: bool = False) -> None:
         self.crop = crop
         self.rotate = math.radians(rotate_deg)
         self.shear = shear_rad
         self.flips = flips
+        self.rot90 = rot90
         self.elastic = elastic and elastic_alpha > 0
         self.elastic_alpha = elastic_alpha
         self.elastic_spacing = max(4, elastic_spacing)
@@ -51,6 +55,7 @@ class Augmenter:
                    rotate_deg=checks.non_negative_number(node, augment, "rotate_deg", example=25),
                    shear_rad=checks.non_negative_number(node, augment, "shear_rad", example=0.41),
                    flips=checks.boolean(node, augment, "flips"),
+                   rot90=checks.boolean(node, augment, "rot90"),
                    elastic=checks.boolean(node, augment, "elastic"),
                    elastic_alpha=checks.non_negative_number(node, augment, "elastic_alpha", example=6),
                    elastic_spacing=checks.positive_int(node, augment, "elastic_spacing", example=32))
@@ -77,13 +82,21 @@ class Augmenter:
         flip_x, flip_y = (torch.rand(2, generator=g) < 0.5).tolist() if self.flips else (False, False)
         top = int(torch.randint(0, height - out_h + 1, (), generator=g))
         left = int(torch.randint(0, width - out_w + 1, (), generator=g))
-        if not self.warps:  # flips and crop only: plain indexing, no resampling
+        quarter = 0
+        if self.rot90:  # a non-square output turns by 0 or 180 degrees only, so that its shape is kept
+            quarter = int(torch.randint(0, 4, (), generator=g)) if out_h == out_w else 2 * int(
+                torch.randint(0, 2, (), generator=g))
+        if not self.warps:  # flips, quarter turns and crop only: plain indexing, no resampling
             window = (..., slice(top, top + out_h), slice(left, left + out_w))
             image, label, valid = image[window], label[window], valid[window]
             dims = [d for d, flip in ((-1, flip_x), (-2, flip_y)) if flip]
-            return (image.flip(dims), label.flip(dims), valid.flip(dims)) if dims else (image, label, valid)
+            if dims:
+                image, label, valid = image.flip(dims), label.flip(dims), valid.flip(dims)
+            if quarter:
+                image, label, valid = (x.rot90(quarter, dims=(-2, -1)) for x in (image, label, valid))
+            return image, label, valid
 
-        angle = (2 * float(torch.rand((), generator=g)) - 1) * self.rotate
+        angle = (2 * float(torch.rand((), generator=g)) - 1) * self.rotate + quarter * math.pi / 2
         shear = (2 * float(torch.rand((), generator=g)) - 1) * self.shear
         cos, sin = math.cos(angle), math.sin(angle)
         # output -> input map around the image centre: flips, then shear along x, then rotation

@@ -42,6 +42,8 @@ class NetSpec:
     dropout: float = 0.1
     norm: str = "batch"
     checkpointing: bool = False  # recompute each stage's activations in the backward pass instead of keeping them
+    match_params: str | None = None  # a variant whose parameter count the width was matched to (model.match_params)
+    reference_params: int | None = None  # that variant's count at the configured width
 
 
 class LongSkip(nn.Module):

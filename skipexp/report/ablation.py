@@ -17,10 +17,25 @@ from skipexp.files import write_json, write_text
 from skipexp.report.collect import Sweep, collect_runs, sweep_command
 from skipexp.report.figures import MEASURES, check_measure, report_figures
 from skipexp.report.hparams import HPARAMS_DIR, write_hparams
-from skipexp.report.tables import COLUMNS, ablation_rows, cell_notes, markdown_table, run_key, write_csv
+from skipexp.report.tables import (
+    COLUMNS,
+    COMPARISON_COLUMNS,
+    ablation_rows,
+    cell_notes,
+    comparison_markdown,
+    comparison_rows,
+    comparisons,
+    markdown_table,
+    run_key,
+    unconverged_notes,
+    write_csv,
+)
 
-CAPTIONS = {"curves": "validation curves", "gradflow": "gradient flow ({})",
-            "score_vs_depth": "final scores against depth"}
+CAPTIONS = {"curves": "validation and training curves (band: 95% t-interval over seeds)",
+            "gradflow": "gradient flow ({})", "gradflow_update_mean": "the paper's figure: mean |weight update| per "
+            "layer and epoch", "gradflow_grad_rms": "gradient RMS per weight (layer size removed)",
+            "score_vs_depth": "final scores against depth (95% t-intervals)",
+            "predictions": "the same validation slice predicted by each variant, and its errors"}
 
 
 @dataclass
@@ -50,15 +65,21 @@ def _link(path: Path, page: Path) -> str:
 
 
 def _markdown(page: Path, table: str, sweep: Sweep, n_cells: int, target: float, measure: str,
-              figures: dict[str, Path], made_by: str) -> str:
+              figures: dict[str, Path], made_by: str, compared: str, unconverged: list[str]) -> str:
     kinds = sorted({f"{r.results.get('precision', '?')} on {r.results.get('device', '?')}" for r in sweep.runs})
     made = sweep_command(sweep.root)
     lines = [f"# Ablation report: {sweep.root}", "",
              f"{len(sweep.runs)} complete training runs in {n_cells} cells "
-             f"({len(sweep.left_out)} left out). Mean ± sample std over seeds; target Dice {target:g}; "
-             f"epochs to target: mean over the seeds that reached it (reached/seeds). Runs in {', '.join(kinds)}.",
+             f"({len(sweep.left_out)} left out). Scores: mean over seeds [95% t-interval, n − 1 degrees of "
+             f"freedom]; converged: runs whose val Dice had stopped rising (best of the last 3 validations within "
+             f"0.005 of the best before them); target Dice {target:g}; epochs to target: mean over the seeds that "
+             f"reached it (reached/seeds). Runs in {', '.join(kinds)}.",
              "", "Made by:", "", "```sh", made or "# (the sweep's multirun.yaml is missing)", made_by, "```", "",
-             table, ""]
+             table, "", "## The paper's comparisons, paired by seed", "", compared, ""]
+    if unconverged:
+        lines += ["## Runs that had not converged", "",
+                  f"{len(unconverged)} of {len(sweep.runs)} runs; their scores understate what the variant reaches.",
+                  "", *(f"- {note}" for note in unconverged), ""]
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{CAPTIONS[key].format(MEASURES[measure][2])}]({_link(path, page)})"
@@ -93,14 +114,18 @@ def write_report(sweep_dir: Path, out: Path | None = None, target: float = 0.75,
         paths["hparams"] = out / HPARAMS_DIR
         write_hparams(sweep.runs, paths["hparams"])
     table = markdown_table(rows, target)
+    found = comparisons(sweep.runs)
+    paths["comparisons_csv"] = out / "ablation_comparisons.csv"
     options = ["--target-dice", f"{target:g}", *(["--measure", measure] if measure != "grad_norm" else []),
                *([] if hparams else ["--no-hparams"])]
     made_by = " ".join(["skipexp-report", str(sweep_dir), "--out", str(out), *options])
     write_text(paths["markdown"], _markdown(paths["markdown"], table, sweep, len(rows), target, measure, figures,
-                                            made_by))
+                                            made_by, comparison_markdown(found), unconverged_notes(sweep.runs)))
     write_csv(rows, paths["csv"])
+    write_csv(comparison_rows(found), paths["comparisons_csv"], COMPARISON_COLUMNS)
     write_json(paths["json"], {
         "sweep_dir": str(sweep_dir), "target_dice": target, "measure": measure, "columns": COLUMNS, "rows": rows,
+        "comparisons": comparison_rows(found),
         "runs": [run.row(target) for run in sorted(sweep.runs, key=run_key)],
         "left_out": [item.row() for item in sweep.left_out], "notes": sweep.notes,
         "files": {key: str(path) for key, path in paths.items()}})

@@ -1,7 +1,7 @@
 """The console scripts ``skipexp-report`` and ``skipexp-plot``: argument parsing and printing only.
 
-    skipexp-report SWEEP_DIR [--out DIR] [--target-dice 0.75] [--measure grad_norm|update_mean] [--no-hparams]
-    skipexp-plot gradflow RUN_DIR... [--measure grad_norm|update_mean] [--out FILE]
+    skipexp-report SWEEP_DIR [--out DIR] [--target-dice 0.75] [--measure grad_norm|grad_rms|update_mean] [--no-hparams]
+    skipexp-plot gradflow RUN_DIR... [--measure grad_norm|grad_rms|update_mean] [--out FILE]
 
 A user's mistake (a missing folder, a bad value) is one sentence on stderr and exit status 2.
 """

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from skipexp.errors import UserError
-from skipexp.rundir import RESULTS, SUMMARY, early_stop_due, variant_name
+from skipexp.rundir import RESULTS, SUMMARY, convergence, early_stop_due, variant_name
 
 RECORD_KEYS = ("epoch", "val_loss", "val_dice", "val_vrand", "val_vinfo")  # read from every validation record
 REQUIRED = ("depth_layers", "seed", "epochs_completed", "best", "final", "wall_s")  # besides the variant
@@ -49,6 +49,12 @@ class Run:
     def seed(self) -> int:
         return int(self.results["seed"])
 
+    @property
+    def converged(self) -> bool:
+        """Whether val Dice had stopped rising (results.json's verdict; recomputed for runs written before it)."""
+        verdict = self.results.get("converged") or convergence([h["val_dice"] for h in self.results["history"]])
+        return bool(verdict["converged"])
+
     def epochs_to(self, target: float) -> int | None:
         """The epoch of the first validation with val_dice >= ``target`` (None if none reached it)."""
         return next((int(h["epoch"]) for h in self.results["history"] if h["val_dice"] >= target), None)
@@ -61,7 +67,9 @@ class Run:
                "epochs_planned": (self.config.get("trainer") or {}).get("epochs")}
         row |= {f"final_{key}": value for key, value in self.results["final"].items() if key.startswith("val_")}
         row |= {"best_val_dice": self.results["best"]["val_dice"], "best_epoch": self.results["best"]["epoch"],
-                "epochs_to_target": self.epochs_to(target), "wall_s": self.results["wall_s"]}
+                "epochs_to_target": self.epochs_to(target), "wall_s": self.results["wall_s"],
+                "converged": self.converged, "stopped_by": self.results.get("stopped_by"),
+                "precision": self.results.get("precision"), "steps_completed": self.results.get("steps_completed")}
         return row
 
 
@@ -89,7 +97,10 @@ class Sweep:
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
     """gradflow.npz as a dict of arrays."""
     with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+        arrays = {k: data[k] for k in data.files}
+    if "grad_rms" not in arrays and "numel" in arrays:
+        arrays["grad_rms"] = arrays["grad_norm"] / np.sqrt(arrays["numel"])
+    return arrays
 
 
 def run_title(run_dir: Path) -> str:

@@ -18,11 +18,13 @@ import numpy as np
 from skipexp.errors import UserError
 from skipexp.files import atomic_write
 from skipexp.report.collect import Run, load_arrays, run_title
+from skipexp.report.stats import t_interval
 from skipexp.report.tables import cells
-from skipexp.rundir import GRADFLOW
+from skipexp.rundir import GRADFLOW, VAL_PANEL
 
 # measure: (its time axis in gradflow.npz, that axis' label, the colour bar's label)
 MEASURES = {"grad_norm": ("steps", "step", "gradient L2 norm"),
+            "grad_rms": ("steps", "step", "gradient RMS per weight (L2 / sqrt(size))"),
             "update_mean": ("epochs", "epoch", "mean |W_end - W_start|")}
 HEATMAP_YLABEL = "layer (input at top)"
 
@@ -64,36 +66,48 @@ def _colours(variants: list[str]) -> dict[str, Any]:
 # ---- the report's curves ------------------------------------------------------------------------------
 
 
-def curves_figure(runs: list[Run], out: Path) -> Path:
-    """Val Dice (top) and val loss (bottom) per epoch, a column per depth: thin lines per seed, thick means."""
-    from matplotlib.ticker import MaxNLocator
+CURVES = (("history", "val_dice", "val Dice", (0.0, 1.0)), ("history", "val_vrand", "val V_rand", (0.0, 1.0)),
+          ("history", "val_loss", "val loss", None),
+          ("train_history", "train_loss", "training loss (epoch mean)", None))
 
+
+def curves_figure(runs: list[Run], out: Path) -> Path:
+    """Val Dice, V_rand and loss and the training loss against steps, a column per depth: thin lines per seed, the
+    mean thick, and a band of the 95% t-interval over seeds (where every seed has a value)."""
     grouped = cells(runs)
     depths = sorted({depth for _, depth in grouped})
     colours = _colours(list(dict.fromkeys(variant for variant, _ in grouped)))
-    fig, axes = figure(2, len(depths), 4.5, 3.4, margin=1.0)
-    for row, (key, label) in enumerate((("val_dice", "val Dice"), ("val_loss", "val loss"))):
+    fig, axes = figure(len(CURVES), len(depths), 4.5, 3.0, margin=1.0)
+    for row, (part, key, label, limits) in enumerate(CURVES):
         for col, depth in enumerate(depths):
             ax = axes[row, col]
             for (variant, cell_depth), group in grouped.items():
                 if cell_depth != depth:
                     continue
                 colour = colours[variant]
-                series = [{int(h["epoch"]): float(h[key]) for h in r.results["history"]} for r in group]
+                series = [{int(h["step"]): float(h[key]) for h in r.results.get(part, [])} for r in group]
+                series = [values for values in series if values]
+                if not series:
+                    continue
                 for values in series:
-                    ax.plot(list(values), list(values.values()), color=colour, linewidth=0.8, alpha=0.4)
-                common = sorted(set.intersection(*(set(values) for values in series)))  # epochs all seeds validated
-                ax.plot(common, [np.mean([values[e] for values in series]) for e in common], color=colour,
-                        linewidth=2.4, marker="o", markersize=3, label=f"{variant} (n={len(group)})")
+                    ax.plot(list(values), list(values.values()), color=colour, linewidth=0.7, alpha=0.35)
+                common = sorted(set.intersection(*(set(values) for values in series)))  # steps all seeds reached
+                bands = [t_interval([values[s] for values in series]) for s in common]
+                ax.plot(common, [b.mean for b in bands], color=colour, linewidth=2.0,
+                        label=f"{variant} (n={len(series)})")
+                if len(series) > 1 and common:
+                    ax.fill_between(common, [b.low for b in bands], [b.high for b in bands], color=colour,
+                                    alpha=0.18, linewidth=0)
+            if limits:
+                ax.set_ylim(*limits)
             ax.set_title(f"{depth} layers", fontsize=10)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            _label(ax, "epoch", label)
+            _label(ax, "training step", label)
         axes[0, 0].legend(fontsize=8)
     return save_png(fig, out)
 
 
 def score_vs_depth_figure(rows: list[dict[str, Any]], out: Path) -> Path:
-    """Final val Dice and V_rand against depth, a line per variant, error bars the std over seeds."""
+    """Final val Dice and V_rand against depth, a line per variant, error bars the 95% t-interval over seeds."""
     variants = list(dict.fromkeys(row["variant"] for row in rows))
     colours = _colours(variants)
     fig, axes = figure(1, 2, 4.5, 3.6, margin=1.0)
@@ -105,7 +119,7 @@ def score_vs_depth_figure(rows: list[dict[str, Any]], out: Path) -> Path:
         for variant in variants:
             mine = [row for row in rows if row["variant"] == variant]
             ax.errorbar([depths.index(row["depth"]) + dodge[variant] for row in mine],
-                        [row[f"{name}_mean"] for row in mine], yerr=[row[f"{name}_std"] or 0.0 for row in mine],
+                        [row[f"{name}_mean"] for row in mine], yerr=_ci_errors(mine, name),
                         color=colours[variant], marker="o", capsize=3, linewidth=1.6, label=variant)
         ax.set_xticks(range(len(depths)), [str(d) for d in depths])
         ax.set_xlim(-0.5, len(depths) - 0.5)
@@ -115,6 +129,13 @@ def score_vs_depth_figure(rows: list[dict[str, Any]], out: Path) -> Path:
 
 
 # ---- gradient-flow heat maps --------------------------------------------------------------------------
+
+
+def _ci_errors(rows: list[dict[str, Any]], name: str) -> list[list[float]]:
+    """Asymmetric error bars (below, above) from each row's interval; 0 where there is none (one seed)."""
+    low = [0.0 if r[f"{name}_ci_low"] is None else r[f"{name}_mean"] - r[f"{name}_ci_low"] for r in rows]
+    high = [0.0 if r[f"{name}_ci_high"] is None else r[f"{name}_ci_high"] - r[f"{name}_mean"] for r in rows]
+    return [low, high]
 
 
 def _stage_bounds(stages: np.ndarray) -> list[tuple[str, int, int]]:
@@ -149,9 +170,9 @@ def draw_heatmap(ax, arrays: dict[str, np.ndarray], key: str, vrange: tuple[floa
     bounds = _stage_bounds(arrays["stages"])
     for _, start, _ in bounds[1:]:
         ax.axhline(start - 0.5, color="white", linewidth=0.6)
-    ax.set_yticks([(a + b - 1) / 2 for _, a, b in bounds], [s for s, _, _ in bounds], fontsize=7)
+    ax.set_yticks([(a + b - 1) / 2 for _, a, b in bounds], [s for s, _, _ in bounds], fontsize=9)
     ax.set_xlabel(time_label)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     return image
 
 
@@ -235,7 +256,8 @@ def gradflow_panels(runs: list[Run], measure: str) -> tuple[list[list[Path | Non
                 notes.append(f"{run.folder.name} has no {GRADFLOW}; left out of the gradient-flow figure.")
                 continue
             try:
-                empty = not load_arrays(path)[measure].size
+                arrays = load_arrays(path)
+                empty = measure not in arrays or not arrays[measure].size
             except (OSError, ValueError, KeyError) as err:
                 notes.append(f"{path} is unreadable ({type(err).__name__}); left out of the gradient-flow figure.")
                 continue
@@ -249,14 +271,75 @@ def gradflow_panels(runs: list[Run], measure: str) -> tuple[list[list[Path | Non
     return grid, titles, notes
 
 
+def _panel_arrays(run: Run) -> dict[str, np.ndarray] | None:
+    path = run.folder / VAL_PANEL
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError):
+        return None
+
+
+def predictions_figure(runs: list[Run], out: Path) -> tuple[Path | None, list[str]]:
+    """The same validation slice predicted by every variant: a row pair per depth (membrane probability; errors at
+    0.5, false membrane red and missed membrane blue, over the image), the image and label in the first column.
+    The lowest seed with a saved prediction stands for each cell."""
+    grouped = cells(runs)
+    variants = list(dict.fromkeys(variant for variant, _ in grouped))
+    depths = sorted({depth for _, depth in grouped})
+    chosen = {}
+    for (variant, depth), group in grouped.items():
+        found = next(((r, a) for r in group if (a := _panel_arrays(r)) is not None), None)
+        if found:
+            chosen[variant, depth] = found
+    if not chosen:
+        return None, [f"no run holds {VAL_PANEL}; predictions.png was not drawn."]
+    fig, axes = figure(2 * len(depths), len(variants) + 1, 2.6, 2.6)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for i, depth in enumerate(depths):
+        for j, variant in enumerate(variants):
+            if (variant, depth) not in chosen:
+                continue
+            run, arrays = chosen[variant, depth]
+            image = arrays["image"].astype(np.float32)
+            gray = (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
+            prob, label, valid = arrays["prob"].astype(np.float32), arrays["label"], arrays["valid"]
+            if not axes[2 * i, 0].images:  # the image and label once per depth, from the first variant drawn
+                axes[2 * i, 0].imshow(gray, cmap="gray")
+                axes[2 * i, 0].set_title(f"image ({depth} layers)", fontsize=8)
+                axes[2 * i + 1, 0].imshow(label, cmap="gray_r")
+                axes[2 * i + 1, 0].set_title("label (black: membrane)", fontsize=8)
+            axes[2 * i, j + 1].imshow(prob, cmap="gray_r", vmin=0, vmax=1)
+            axes[2 * i, j + 1].set_title(f"{variant}, seed {run.seed}, epoch {int(arrays['epoch'])}", fontsize=8)
+            errors = np.stack([gray * 0.6] * 3, axis=-1)
+            predicted = prob > 0.5
+            errors[predicted & ~label & valid] = (0.9, 0.1, 0.1)  # false membrane
+            errors[~predicted & label & valid] = (0.1, 0.3, 0.95)  # missed membrane
+            wrong = float(((predicted != label) & valid).sum() / max(valid.sum(), 1))
+            axes[2 * i + 1, j + 1].imshow(errors)
+            axes[2 * i + 1, j + 1].set_title(f"errors: {100 * wrong:.1f}% of pixels", fontsize=8)
+    return save_png(fig, out), []
+
+
 def report_figures(runs: list[Run], rows: list[dict[str, Any]], measure: str, out: Path
                    ) -> tuple[dict[str, Path], list[str]]:
-    """The report's three figures in ``out`` (gradflow.png only when some run has ``measure`` data), and notes."""
+    """The report's figures in ``out``, and notes: the curves; gradient flow of ``measure`` (gradflow.png) and, beside
+    it, the paper's weight-update heat maps and the per-weight gradient RMS, each on one colour scale across the
+    variants (drawn only where some run holds the data); final scores against depth."""
     figures = {"curves": curves_figure(runs, out / "curves.png")}
-    grid, titles, notes = gradflow_panels(runs, measure)
-    if any(cell is not None for row in grid for cell in row):
-        figures["gradflow"] = gradflow_grid(grid, measure, out / "gradflow.png", titles)
-    else:
-        notes.append(f"no run holds {measure} gradient-flow data; gradflow.png was not drawn.")
+    notes: list[str] = []
+    for key, name in ((measure, "gradflow"), *((m, f"gradflow_{m}") for m in ("update_mean", "grad_rms")
+                                                 if m != measure)):
+        grid, titles, skipped = gradflow_panels(runs, key)
+        if any(cell is not None for row in grid for cell in row):
+            figures[name] = gradflow_grid(grid, key, out / f"{name}.png", titles)
+            notes += skipped if key == measure else []
+        else:
+            notes.append(f"no run holds {key} gradient-flow data; {name}.png was not drawn.")
     figures["score_vs_depth"] = score_vs_depth_figure(rows, out / "score_vs_depth.png")
+    path, skipped = predictions_figure(runs, out / "predictions.png")
+    notes += skipped
+    if path is not None:
+        figures["predictions"] = path
     return figures, notes

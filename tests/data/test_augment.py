@@ -53,3 +53,28 @@ def test_same_seed_same_stream():
     torch.manual_seed(5)
     second = [aug(image, label, valid)[0] for _ in range(3)]
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_rot90_gives_all_eight_symmetries_and_keeps_labels_exact():
+    image = torch.arange(16.0).reshape(1, 4, 4)
+    label, valid = (image > 7).float(), torch.ones(1, 4, 4)
+    aug = Augmenter(crop=0, flips=True, rot90=True)
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        out_image, out_label, _ = aug(image, label, valid, generator=g)
+        assert torch.equal(out_label, (out_image > 7).float())  # moved alike, not resampled
+        seen.add(tuple(out_image.flatten().tolist()))
+    assert len(seen) == 8  # the dihedral group of the square
+    wide = torch.arange(8.0).reshape(1, 2, 4)
+    shapes = {Augmenter(flips=False, rot90=True)(wide, wide, wide, generator=g)[0].shape for _ in range(20)}
+    assert shapes == {(1, 2, 4)}  # a non-square image turns by 0 or 180 degrees only
+    warped = Augmenter(crop=4, rotate_deg=1e-9, flips=False, rot90=True)  # the warp path turns by quarters too
+    outs = {tuple(warped(image, label, valid, generator=g)[1].flatten().tolist()) for _ in range(50)}
+    assert len(outs) == 4
+
+
+def test_rot90_is_off_by_default():
+    cfg = compose_config([])
+    aug = Augmenter.from_config(cfg.augment, 0)
+    assert aug.rot90 is False

@@ -58,6 +58,7 @@ AUGMENT_BAD = {
     "rotate_deg": ["abc", True, None, -1, -0.5, NAN],
     "shear_rad": ["abc", True, None, -0.41, INF],
     "flips": ["abc", "true", 1, 0, None],
+    "rot90": ["abc", "true", 1, 0, None],
     "elastic": ["yes", 1, None],
     "elastic_alpha": ["abc", True, None, -6],
     "elastic_spacing": [*WHOLE, 32.0],

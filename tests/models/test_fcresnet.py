@@ -146,3 +146,24 @@ def test_the_long_skip_is_one_visible_line_of_the_forward():
 
     lines = [line.strip() for line in inspect.getsource(FCResNet.forward).splitlines()]
     assert lines.count("x = self.long_skips[name](x, encoder_out)  # the long skip") == 1
+
+
+def test_match_params_picks_the_width_nearest_the_reference_count():
+    from skipexp.config import compose_config
+    from skipexp.models import build_model, count_parameters
+
+    counts = {}
+    for variant in ("both", "long_only", "short_only", "none"):
+        cfg = compose_config([f"model={variant}", "depth=26", "model.width=16", "model.match_params=both"])
+        net = build_model(cfg.model, cfg.depth, 1)
+        counts[variant] = count_parameters(net)
+        assert net.spec.reference_params == 777_681 and net.spec.match_params == "both"
+        for other in (net.spec.width - 1, net.spec.width + 1):  # no integer width comes nearer
+            cfg_other = compose_config([f"model={variant}", "depth=26", f"model.width={other}"])
+            assert abs(count_parameters(build_model(cfg_other.model, cfg_other.depth, 1)) - 777_681) >= abs(
+                counts[variant] - 777_681)
+    assert counts["both"] == 777_681
+    spread = (max(counts.values()) - min(counts.values())) / counts["both"]
+    assert spread < 0.06  # 5.7% after matching (each within 4% of both), from 41% (none 459,553 vs short_only 807,089)
+    plain = compose_config(["model=none", "depth=26", "model.width=16"])
+    assert build_model(plain.model, plain.depth, 1).spec.width == 16  # off by default

@@ -17,6 +17,7 @@ WRONG = {  # key: values a user might type, each of which must be refused
     "model.long_skip": ["abc", "3", "1", "null"],
     "model.short_skip": ["abc", "0"],
     "model.checkpointing": ["yes", "1"],
+    "model.match_params": ["Both", "5", "true", "all"],
     "model.block": ["5", "nope", "Bottleneck", "true"],
     "model.width": ["abc", "1.5", "8.0", "true", "0", "-1", "null"],
     "model.n_simple_blocks": ["true", "0", "-1", "1.5", "abc"],

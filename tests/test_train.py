@@ -1,0 +1,48 @@
+"""The loop's ends: a wall-clock budget (``trainer.budget_min``), the epochs, and what results.json says of them."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tests.conftest import TINY, run_cli
+
+BUDGET = [*TINY, "trainer.epochs=100000", "trainer.budget_min=0.05", "optimizer.schedule=cosine"]  # 3 s
+
+
+def test_a_budget_ends_the_run_with_a_final_validation_and_checkpoint(tmp_path):
+    proc = run_cli([*BUDGET, "hydra.run.dir=r"], tmp_path)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["stopped_by"] == "budget" and results["budget_min"] == 0.05
+    assert 3.0 <= results["wall_s"] < 60.0 and results["epochs_completed"] < 100000
+    assert results["final"] == results["history"][-1] and results["final"]["step"] == results["steps_completed"]
+    assert results["images_seen"] == 2 * results["steps_completed"]  # 4 images in batches of 2: every batch is full
+    assert set(results["converged"]) >= {"converged", "rise", "window", "tolerance"}
+    saved = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["stopped_by"] == "budget" and saved["step"] == results["steps_completed"]
+    assert saved["scheduler"]["progress"] >= 0.9  # the cosine ran over the budget: the lr is near its end
+    assert saved["optimizer"]["param_groups"][0]["lr"] < 0.1 * 1e-3
+    assert "budget of 0.05 min spent after" in proc.stdout + proc.stderr
+    # resuming a run whose budget is spent trains no further
+    run_cli([*BUDGET, "resume=r"], tmp_path)
+    again = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert again["steps_completed"] == results["steps_completed"] and again["history"] == results["history"]
+
+
+def test_a_run_that_ends_by_its_epochs_says_so(tmp_path):
+    run_cli([*TINY, "hydra.run.dir=r"], tmp_path)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["stopped_by"] == "epochs" and results["budget_min"] == 0
+    assert results["images_seen"] == 2 * results["steps_completed"]
+    assert results["converged"] == {"converged": False, "rise": None, "window": 3, "tolerance": 0.005,
+                                    "why": "2 validations, more than 3 are needed to judge"}
+
+
+def test_a_checkpoint_from_before_a_model_key_existed_still_evaluates(tmp_path):
+    run_cli([*TINY, "trainer.epochs=1", "hydra.run.dir=r"], tmp_path)
+    saved = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
+    del saved["config"]["model"]["match_params"]  # as checkpoints written before model.match_params have it
+    torch.save(saved, tmp_path / "old.pt")
+    run_cli([*TINY, "mode=eval", "checkpoint=old.pt", "hydra.run.dir=e"], tmp_path)
+    assert json.loads((tmp_path / "e" / "eval.json").read_text())["val_dice"] > 0
