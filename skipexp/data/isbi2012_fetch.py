@@ -98,7 +98,7 @@ def _fetch_named(url: str, name: str, timeout: float) -> bytes:
 
 def _png_folder_url(stack: Stack, template: str, mirror: str | None) -> str:
     """The folder URL of a stack's PNG slices, for messages."""
-    return mirrored(template.format(path=str(PurePosixPath(stack.png_slices[0][0]).parent)), mirror) + "/"
+    return mirrored(template.format(path=str(stack.png_folder)), mirror) + "/"
 
 
 def download_sources(stack: Stack, sources: Sources, url_bases: Sequence[str], mirror: str | None,
@@ -147,7 +147,7 @@ def png_folders(root: Path, stack: Stack) -> list[Path]:
     """Where a local copy's PNG slices of ``stack`` may be: ``ROOT/train-volume/`` and the PNG mirror's own layout
     from any level of it (``ROOT/data/membrane/train/image``, ``ROOT/membrane/train/image``, ``ROOT/train/image``,
     ``ROOT/image``), so a clone of the repository or any folder in it will do."""
-    parts = PurePosixPath(stack.png_slices[0][0]).parent.parts
+    parts = stack.png_folder.parts
     return list(dict.fromkeys([root / stack.name, *(root.joinpath(*parts[i:]) for i in range(len(parts)))]))
 
 

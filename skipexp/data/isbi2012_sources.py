@@ -15,7 +15,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,11 @@ class Stack:
     sections_sha256: tuple[str, ...]
     tiff_git_blob_sha1: str
     png_slices: tuple[tuple[str, str], ...]
+
+    @property
+    def png_folder(self) -> PurePosixPath:
+        """The folder of the stack's PNG slices in the mirror (``data/membrane/train/image``)."""
+        return PurePosixPath(self.png_slices[0][0]).parent
 
     @property
     def file(self) -> str:

@@ -272,10 +272,8 @@ def gradflow_panels(runs: list[Run], measure: str) -> tuple[list[list[Path | Non
 
 
 def _panel_arrays(run: Run) -> dict[str, np.ndarray] | None:
-    path = run.folder / VAL_PANEL
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        return load_arrays(run.folder / VAL_PANEL)
     except (OSError, ValueError):
         return None
 
