@@ -90,8 +90,10 @@ def test_ablation_presets_pin_their_grid():
     assert cpu.trainer.epochs * cpu.trainer.samples_per_epoch // cpu.trainer.batch_size == 1000
     assert dict(cpu.hydra.sweeper.params)["depth.layers"] == "26,102"
     study = compose_config(["experiment=study_cpu"], return_hydra_config=True)
-    assert (study.trainer.precision, study.model.n_simple_blocks, study.trainer.budget_min, study.resume,
-            study.model.match_params) == ("fp32", 1, 7, "auto", "both")
+    assert (study.trainer.precision, study.model.n_simple_blocks, study.resume, study.model.match_params,
+            study.model.norm, study.trainer.loss) == ("fp32", 1, "auto", "both", "instance", "bce")
+    assert study.trainer.budget_min == 0  # counted in steps: a run's result does not depend on the CPU's load
+    assert study.trainer.epochs * study.trainer.samples_per_epoch // study.trainer.batch_size == 2000
     assert dict(study.hydra.sweeper.params) == {"model": "both,long_only,short_only,none", "depth.layers": "26,104",
                                                  "trainer.seed": "0,1,2"}
     assert study.hydra.sweep.dir == "outputs/sweeps/study_cpu"  # fixed: the same command continues it
