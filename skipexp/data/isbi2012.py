@@ -19,11 +19,9 @@ from skipexp import checks
 from skipexp.config import data_folder
 from skipexp.data.common import RawSplits
 from skipexp.data.io import DataError, describe_values, read_tiff
+from skipexp.data.isbi2012_sources import STACKS
 
-TRAIN_VOLUME = "train-volume.tif"
-TRAIN_LABELS = "train-labels.tif"
-TEST_VOLUME = "test-volume.tif"
-FILES = (TRAIN_VOLUME, TRAIN_LABELS, TEST_VOLUME)
+TRAIN_VOLUME, TRAIN_LABELS, TEST_VOLUME = FILES = tuple(f"{stem}.tif" for stem in STACKS)
 MEMBRANE, CELL = 0, 255  # the challenge's label values
 TRAIN_SLICES = 30  # the challenge's training stack
 

@@ -230,9 +230,7 @@ def import_isbi2012(dest: Path, root: Path, sources: Sources, say: Say = _say) -
     paths = []
     for stack in sources.stacks:
         target = dest / stack.file
-        candidates = local_sources(root, stack)
-        if target.resolve() in {Path(c.label).resolve() for c in candidates}:
-            candidates = [c for c in candidates if Path(c.label).resolve() != target.resolve()]
+        candidates = [c for c in local_sources(root, stack) if Path(c.label).resolve() != target.resolve()]
         if _kept(target, stack, sources, say):
             paths.append(target)
             continue
