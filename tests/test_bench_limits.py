@@ -1,0 +1,85 @@
+"""bench/limits.py (the CPU's kind, the net's own convolution peak, the roofline bound) and the page
+`make bench` writes from its figures: checked on cases small enough to count by hand."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import limits  # noqa: E402
+import run as bench  # noqa: E402
+
+
+@pytest.mark.parametrize(("flags", "kind"), [
+    ({"avx2", "avx512f", "avx512_bf16"}, "native bf16 (AVX-512 BF16)"),
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "native bf16 (AMX)"),
+    ({"avx2", "avx512f"}, "AVX-512 without bf16 (bf16 emulated)"),
+    ({"avx2", "fma"}, "AVX2 only (bf16 emulated)"),
+])
+def test_cpu_kind_from_flags(flags, kind):
+    assert limits.cpu_kind(flags) == kind
+
+
+def test_roofline_counts_flops_and_bytes_of_each_op_and_skips_views():
+    a, b = torch.ones(4, 8), torch.ones(8, 16)
+
+    def step():
+        return torch.mm(a.view(4, 8), b)  # the view moves no data
+
+    # mm: 2 * 4 * 8 * 16 = 1024 FLOPs; reads 32 + 128 floats, writes 64: 896 bytes
+    slow_memory = limits.roofline(step, {torch.float32: 1024.0}, bytes_per_s=448.0)
+    assert (slow_memory["flops"], slow_memory["bytes"], slow_memory["ops"]) == (1024, 896, 1)
+    assert slow_memory["bound_s"] == pytest.approx(2.0)  # bytes: 896 / 448
+    slow_arithmetic = limits.roofline(step, {torch.float32: 256.0}, bytes_per_s=896e3)
+    assert slow_arithmetic["bound_s"] == pytest.approx(4.0)  # FLOPs: 1024 / 256
+    assert slow_arithmetic["per_op"]["aten::mm"]["count"] == 1
+
+
+def test_where_time_goes_splits_convolutions_from_the_rest():
+    profile = {"aten::mkldnn_convolution": 10.0, "aten::convolution_backward": 20.0, "aten::add": 5.0}
+    bound = {"bound_s": 0.012, "per_op": {"aten::convolution": {"bound_s": 0.010}, "aten::add": {"bound_s": 0.002}}}
+    split = limits.where_time_goes(profile, bound, step_s=0.050)
+    assert [(kind.split(",")[0], round(ms, 6), round(b, 6)) for kind, ms, b in split] == [
+        ("convolutions", 30.0, 10.0), ("all other ops", 5.0, 2.0), ("outside any op", 15.0, 0.0)]
+
+
+def test_conv_shapes_are_the_3x3_convolutions_the_net_runs():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 1),
+                              torch.nn.Conv2d(4, 8, 3, stride=2, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1))
+    shapes = limits.conv_shapes(net, torch.zeros(2, 1, 16, 16))
+    # largest work first, in MACs / 9: 2 x 8 x 8 x 8 x 8, then 2 x 4 x 8 x 8 x 8 (stride 2), then 2 x 1 x 4 x 16 x 16
+    assert shapes == [(2, 8, 8, 8, 8, 1), (2, 4, 16, 16, 8, 2), (2, 1, 16, 16, 4, 1)]
+    rates = limits.conv_rates(shapes[0], torch.float32, repeats=1, device=torch.device("cpu"))
+    assert rates["forward"] > 0 and rates["backward"] > 0
+
+
+def test_plain_overrides_win_over_a_presets_trainer_keys():
+    from skipexp.config import compose_config
+
+    cfg = compose_config([*bench.STUDY, *bench.plain_overrides()])
+    assert (cfg.trainer.channels_last, cfg.trainer.precision, cfg.trainer.fast_resample, cfg.trainer.allocator) == (
+        False, "fp32", False, "system")
+    assert cfg.trainer.crop == 128  # the study's own shape stays
+
+
+def test_page_states_the_new_figures():
+    results = {"cpu_kind": "AVX2 only (bf16 emulated)", "train_speedup_b1": 2.6, "train_speedup_b4": 2.4,
+               "b4_vs_b1_per_image": 0.9, "train_s_per_img_b1": 1.0, "train_img_per_s_b1": 1.0,
+               "plain_s_per_img_b1": 2.6, "peak_mem_mb_b1": 1, "plain_peak_mem_mb_b1": 1,
+               "train_s_per_img_b4": 1.0, "train_img_per_s_b4": 1.0, "plain_s_per_img_b4": 2.4,
+               "peak_mem_mb_b4": 1, "plain_peak_mem_mb_b4": 1,
+               "shared_default_alone_s": 40.0, "shared_default_pair_s": 72.0, "shared_default_slowdown": 1.8,
+               "shared_spinning_alone_s": 40.0, "shared_spinning_pair_s": 150.0, "shared_spinning_slowdown": 3.75,
+               "paper_image_steps": 13000, "paper_batch": 4, "paper_own_precision": "fp32",
+               "paper_own_s_per_img": 1.2, "paper_own_hours": 13000 * 1.2 / 3600}
+    page = bench.performance_page(results)
+    assert "CPU kind: AVX2 only (bf16 emulated)" in page
+    assert "| default at least 2.5x faster per image than plain fp32, batch 1 (on a CPU without native bf16) | " \
+           "2.60x | yes |" in page
+    assert "| two default runs at once within 2x of one alone | 1.80x | yes |" in page
+    assert "| fp32 (the preset's own) | 1.200 | 260 min |" in page
+    assert "| experiment=paper under 90 minutes (fp32) | 260 min | no |" in page
