@@ -376,7 +376,7 @@ def test_importing_the_report_loads_neither_torch_nor_the_network():
     assert {m for m in rundir if m.startswith("skipexp")} == {"skipexp", "skipexp.rundir"}
 
 
-def test_the_report_page_says_which_commands_made_it(tmp_path):
+def test_the_report_page_says_which_commands_made_it(tmp_path, monkeypatch):
     from skipexp.report.collect import sweep_command
 
     assert sweep_command(tmp_path) is None
@@ -385,6 +385,12 @@ def test_the_report_page_says_which_commands_made_it(tmp_path):
         "    task: [experiment=ablation_cpu, dataset.root=data/isbi2012]\n")
     assert sweep_command(tmp_path) == ("skipexp -m experiment=ablation_cpu dataset.root=data/isbi2012 "
                                        "hydra/launcher=joblib hydra.sweep.dir=out/s")
+    # launched from elsewhere with this folder's absolute path: written as the folder the report was given
+    (tmp_path / "multirun.yaml").write_text(
+        f"hydra:\n  overrides:\n    hydra: [hydra.sweep.dir={tmp_path}]\n    task: [experiment=study_cpu]\n")
+    assert sweep_command(tmp_path) == f"skipexp -m experiment=study_cpu hydra.sweep.dir={tmp_path}"
+    monkeypatch.chdir(tmp_path.parent)
+    assert sweep_command(Path(tmp_path.name)) == f"skipexp -m experiment=study_cpu hydra.sweep.dir={tmp_path.name}"
 
 
 def test_paired_comparisons_match_scipy(report, sweep):

@@ -118,10 +118,19 @@ def sweep_command(root: Path) -> str | None:
     saved = _read_yaml(root / "multirun.yaml")
     try:
         overrides = saved["hydra"]["overrides"]
-        hydra = [o for o in overrides["hydra"] if not o.startswith("hydra.mode=")]
+        hydra = [_as_given(o, root) for o in overrides["hydra"] if not o.startswith("hydra.mode=")]
         return " ".join(["skipexp -m", *overrides["task"], *hydra])
     except (TypeError, KeyError):
         return None
+
+
+def _as_given(override: str, root: Path) -> str:
+    """A ``hydra.sweep.dir`` naming this very folder is written with the folder's path as the report was given it,
+    so that a sweep launched from elsewhere by absolute path reads as the command to type here."""
+    key, _, value = override.partition("=")
+    if key == "hydra.sweep.dir" and Path(value).expanduser().resolve() == root.resolve():
+        return f"{key}={root}"
+    return override
 
 
 def _read_yaml(path: Path) -> Any:
