@@ -84,7 +84,7 @@ def test_ablation_presets_pin_their_grid():
     assert gpu.depth.layers == 140 and gpu.trainer.epochs == 500  # the paper's recipe, swept
     assert dict(gpu.hydra.sweeper.params) == {"model": "both,long_only,short_only,none",
                                                "depth.layers": "50,104,140", "trainer.seed": "0,1,2,3,4"}
-    assert gpu.trainer.precision == "fp32" and gpu.model.n_simple_blocks == 1
+    assert (gpu.trainer.precision, gpu.model.n_simple_blocks, gpu.model.match_params) == ("fp32", 1, "both")
     cpu = compose_config(["experiment=ablation_cpu"], return_hydra_config=True)
     assert (cpu.dataset.name, cpu.model.width, cpu.trainer.crop, cpu.trainer.precision) == ("isbi2012", 16, 128, "auto")
     assert cpu.trainer.epochs * cpu.trainer.samples_per_epoch // cpu.trainer.batch_size == 1000
