@@ -407,3 +407,24 @@ def test_paired_comparisons_match_scipy(report, sweep):
     text = (out / "ablation.md").read_text()
     assert "## The paper's comparisons, paired by seed" in text and "**Significant at 0.05:**" in text
     assert "q (BH)" in text and "9 tests at 0.05" in text
+
+
+def test_runs_that_did_not_finish_or_never_learned_are_named():
+    from skipexp.report.collect import Run
+    from skipexp.report.tables import no_learning_notes, unconverged_notes
+
+    def run(name, dice, converged):
+        history = [{"epoch": 4 * (i + 1), "val_dice": d, "val_vrand": 0.2, "val_vinfo": 0.4}
+                   for i, d in enumerate(dice)]
+        results = {"model": "none", "depth_layers": 104, "seed": 0, "history": history, "stopped_by": "epochs",
+                   "converged": {"converged": converged, "rise": 0.0, "window": 3, "tolerance": 0.005}}
+        return Run(Path(name), results, {})
+
+    flat_zero = run("dead", [0.0, 0.0, 0.0, 0.0, 0.0], True)
+    rising = run("rising", [0.3, 0.5, 0.6, 0.7, 0.78], False)
+    fine = run("fine", [0.6, 0.78, 0.79, 0.79, 0.79], True)
+    assert no_learning_notes([flat_zero, rising, fine]) == [
+        "dead never learned to segment: its best val Dice was 0.000 (final V_rand 0.200), it predicts (nearly) one "
+        "class everywhere; its flat curve counts as converged, but the training failed."]
+    assert unconverged_notes([flat_zero, rising, fine]) == [
+        "rising had not converged (val Dice still rising over its last validations, ended by its epochs)."]

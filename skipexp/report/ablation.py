@@ -26,6 +26,7 @@ from skipexp.report.tables import (
     comparison_rows,
     comparisons,
     markdown_table,
+    no_learning_notes,
     run_key,
     unconverged_notes,
     write_csv,
@@ -106,7 +107,7 @@ def write_report(sweep_dir: Path, out: Path | None = None, target: float = 0.75,
     out = out if out is not None else sweep_dir / "report"
     _check_writable(out)
     rows = ablation_rows(sweep.runs, target)
-    sweep.notes += cell_notes(sweep.runs)
+    sweep.notes += cell_notes(sweep.runs) + no_learning_notes(sweep.runs)
     figures, notes = report_figures(sweep.runs, rows, measure, out)
     sweep.notes += notes
     paths = {"markdown": out / "ablation.md", "csv": out / "ablation.csv", "json": out / "ablation.json", **figures}

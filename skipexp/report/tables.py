@@ -157,6 +157,24 @@ def unconverged_notes(runs: list[Run]) -> list[str]:
     return notes
 
 
+NO_LEARNING_DICE = 0.1  # a run whose val Dice never passed this predicts (nearly) one class everywhere
+
+
+def no_learning_notes(runs: list[Run]) -> list[str]:
+    """A line per run that never learned to segment: its best val Dice stayed under ``NO_LEARNING_DICE``, so its
+    flat curve counts as converged by the rule but means that training failed, not that it finished."""
+    notes = []
+    for run in sorted(runs, key=run_key):
+        history = run.results["history"]
+        best = max(h["val_dice"] for h in history)
+        if best < NO_LEARNING_DICE:
+            last = history[-1]
+            notes.append(f"{run.folder.name} never learned to segment: its best val Dice was {best:.3f} (final "
+                         f"V_rand {last['val_vrand']:.3f}), it predicts (nearly) one class everywhere; its flat curve "
+                         "counts as converged, but the training failed.")
+    return notes
+
+
 def cell_notes(runs: list[Run]) -> list[str]:
     """Warnings about cells that mix configurations or repeat a seed, which would blur the means."""
     notes = []
