@@ -47,19 +47,32 @@ def cpu_kind(flags: set[str] | None = None) -> str:
     return "unknown (no /proc/cpuinfo flags)" if not flags else "no AVX2"
 
 
-def _median_s(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+def call_times(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls (the first call of a shape is
+    where oneDNN or cuDNN picks its kernel)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    return statistics.median(call_times(fn, repeats, warmup))
+
+
+def _synced(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    """``fn`` followed by waiting for the GPU, so that its time is the kernels' and not their launch."""
     def run() -> None:
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    run()  # warm-up: oneDNN (or cuDNN) picks its kernel for the shape on the first call
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return run
 
 
 def conv_shapes(model: torch.nn.Module, image: torch.Tensor) -> list[tuple[int, ...]]:
@@ -93,10 +106,11 @@ def conv_rates(shape: tuple[int, ...], dtype: torch.dtype, repeats: int, device:
     grad = torch.randn_like(y).contiguous(memory_format=cl)
     flops = 2 * n * k * c * 9 * y.shape[2] * y.shape[3]
     with torch.no_grad():
-        forward = _median_s(lambda: torch.nn.functional.conv2d(x, weight, stride=stride, padding=1), repeats, device)
-        backward = _median_s(lambda: torch.ops.aten.convolution_backward(
+        forward = median_time(_synced(lambda: torch.nn.functional.conv2d(x, weight, stride=stride, padding=1),
+                                      device), repeats)
+        backward = median_time(_synced(lambda: torch.ops.aten.convolution_backward(
             grad, x, weight, None, [stride] * 2, [1, 1], [1, 1], False, [0, 0], 1, [c > 1, True, False]),
-            repeats, device)
+            device), repeats)
     return {"forward": flops / forward, "backward": (2 if c > 1 else 1) * flops / backward}
 
 
@@ -112,7 +126,7 @@ def bandwidth(repeats: int, device: torch.device, mib: int = 256) -> float:
     """Bytes/s of a large copy (read plus write), this machine's practical memory bandwidth."""
     src = torch.randn(mib * 2**18, device=device)
     dst = torch.empty_like(src)
-    return 2 * src.nbytes / _median_s(lambda: dst.copy_(src), repeats, device)
+    return 2 * src.nbytes / median_time(_synced(lambda: dst.copy_(src), device), repeats)
 
 
 _NO_DATA = {torch.ops.aten.detach, torch.ops.aten.alias, torch.ops.aten.lift_fresh}

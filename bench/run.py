@@ -41,28 +41,12 @@ from skipexp.metrics import challenge_scores
 from skipexp.runtime import Runtime
 
 sys.path.insert(0, str(Path(__file__).parent))
-import limits
+import limits  # bench/limits.py, beside this script
+from limits import call_times, median_time
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
 SIZE = 512
-
-
-def call_times(fn, repeats: int, warmup: int = 1) -> list[float]:
-    """Wall times of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
-    return statistics.median(call_times(fn, repeats, warmup))
 
 
 def isbi_volume(name: str) -> np.ndarray:
@@ -666,7 +650,8 @@ def main() -> None:
     dtypes = {"fp32": torch.float32}
     if device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
         dtypes["bf16"] = torch.bfloat16
-    step, model, image, _ = train_step_fn(compose_config(paper), 1)
+    cfg = compose_config(paper)
+    step, model, image, _ = train_step_fn(cfg, 1)  # the default batch-1 step, in this process (gradient flow too)
     shapes = limits.conv_shapes(model, image)
     peaks = {name: limits.shape_peak(shapes, dtype, repeats, device) for name, dtype in dtypes.items()}
     bytes_per_s = limits.bandwidth(repeats, device)
@@ -730,10 +715,8 @@ def main() -> None:
                  f"{deep['step_s']:.1f} s/step"))
 
     # gradient-flow tracking at the default interval: its own work timed directly, against the default step
-    cfg = compose_config(paper)
     every = int(compose_config([]).gradflow.every)
-    step, model, _, _ = train_step_fn(cfg, 1)
-    t_step = median_time(step, repeats)
+    t_step = step_s
     from torch.utils.tensorboard import SummaryWriter
 
     flow = GradFlow(model, every)

@@ -233,11 +233,16 @@ class _Run:
         self.panel = [parts.data.val[i] for i in range(min(PANEL_IMAGES, len(parts.data.val)))]
         budget = parts.loop.budget_s  # a budgeted run's bar counts seconds of its budget, so its ETA is the end's
         self.bar = tqdm(total=round(budget) if budget else parts.loop.epochs * len(parts.loader),
-                        initial=min(round(self.elapsed()), round(budget)) if budget else self.state.step,
+                        initial=self._bar_position(),
                         desc="train", unit="s" if budget else "step", dynamic_ncols=True, disable=not self.main,
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]"
                         if budget else None,
                         mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file: a line every 30 s
+
+    def _bar_position(self) -> int:
+        """Where the progress bar stands: seconds of the budget spent, or steps done."""
+        budget = self.parts.loop.budget_s
+        return min(round(self.elapsed()), round(budget)) if budget else self.state.step
 
     def elapsed(self) -> float:
         """The run's wall time so far, earlier sessions included (what ``trainer.budget_min`` counts)."""
@@ -319,7 +324,7 @@ class _Run:
         self.bar.set_postfix(epoch=epoch, loss=f"{loss_value:.4f}", refresh=False,
                              val_dice="-" if not history else f"{history[-1]['val_dice']:.4f}",
                              **({"step": self.state.step} if budget else {}))
-        self.bar.update(min(round(self.elapsed()), round(budget)) - self.bar.n if budget else 1)
+        self.bar.update(self._bar_position() - self.bar.n if budget else 1)
 
     def _record_gradients(self) -> None:
         """The gradient-flow hook: every ``gradflow.every`` steps, the per-layer gradient norms."""
@@ -403,7 +408,7 @@ class _Run:
     def _save_panel(self, prob: np.ndarray, epoch: int) -> None:
         """The first validation image, its label and this validation's membrane probabilities, for the report's
         side-by-side predictions (skipexp-report draws every variant's prediction of the same slice)."""
-        sample = self.parts.data.val[0]
+        sample = self.panel[0]
         arrays = {"image": sample["image"][0].numpy().astype(np.float16), "label": sample["label"][0].numpy() > 0.5,
                   "valid": sample["valid"][0].numpy() > 0.5, "prob": prob.astype(np.float16),
                   "epoch": np.int64(epoch), "step": np.int64(self.state.step)}

@@ -123,10 +123,11 @@ def write_report(sweep_dir: Path, out: Path | None = None, target: float = 0.75,
     write_text(paths["markdown"], _markdown(paths["markdown"], table, sweep, len(rows), target, measure, figures,
                                             made_by, comparison_markdown(found), unconverged_notes(sweep.runs)))
     write_csv(rows, paths["csv"])
-    write_csv(comparison_rows(found), paths["comparisons_csv"], COMPARISON_COLUMNS)
+    found_rows = comparison_rows(found)
+    write_csv(found_rows, paths["comparisons_csv"], COMPARISON_COLUMNS)
     write_json(paths["json"], {
         "sweep_dir": str(sweep_dir), "target_dice": target, "measure": measure, "columns": COLUMNS, "rows": rows,
-        "comparisons": comparison_rows(found),
+        "comparisons": found_rows,
         "runs": [run.row(target) for run in sorted(sweep.runs, key=run_key)],
         "left_out": [item.row() for item in sweep.left_out], "notes": sweep.notes,
         "files": {key: str(path) for key, path in paths.items()}})
