@@ -3,7 +3,8 @@
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
 ``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fast_resample``, ``trainer.fused_optimizer``,
 ``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read
-and checked; ``Runtime.apply`` sets the process's threads and malloc mode.
+and checked; ``Runtime.apply`` sets the process's threads and malloc mode, and ``Runtime.rebalance`` moves
+the threads with the runs sharing the machine's cores (cores.py).
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
 
@@ -22,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from skipexp import checks
+from skipexp.cores import CoreShare, share_folder
 from skipexp.distributed import Distributed
 from skipexp.errors import ConfigError
 
@@ -82,6 +84,7 @@ class Runtime:
     fast_resample: bool = False  # up/downsampling whose gradients keep their memory format (models/speed.py)
     fused_optimizer: bool = False  # one-pass optimizer updates (optim.build_optimizer's ``fused``)
     compile_mode: str | None = None  # torch.compile mode, None = eager
+    share_cores: bool = False  # trainer.threads=0 on CPU: the threads follow the runs sharing the cores (cores.py)
 
     allocator: str = "system"  # CPU malloc mode (set_allocator), applied by ``apply``
 
@@ -102,9 +105,9 @@ class Runtime:
         precision = auto_precision(device) if precision == "auto" else precision
         if precision == "fp16" and device.type != "cuda":
             raise ConfigError("trainer.precision=fp16 needs a CUDA device; use trainer.precision=bf16 on CPU.")
-        threads = checks.non_negative_int("trainer", trainer, "threads", need="0 (one share of this process's "
-                                          "cores) or a count of threads")
-        threads = threads or thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
+        asked = checks.non_negative_int("trainer", trainer, "threads", need="0 (one share of this process's "
+                                        "cores) or a count of threads")
+        threads = asked or thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
         compile_flag = checks.one_of("trainer", trainer, "compile", (False, True, *COMPILE_MODES))  # 1 is not true
         compile_mode = {False: None, True: "default"}.get(compile_flag, compile_flag)
         flag = functools.partial(checks.boolean, "trainer", trainer)
@@ -112,13 +115,21 @@ class Runtime:
                    seed=checks.non_negative_int("trainer", trainer, "seed"), threads=threads, dist=dist,
                    fast_dropout=flag("fast_dropout"), fast_resample=flag("fast_resample"),
                    fused_optimizer=flag("fused_optimizer"), compile_mode=compile_mode,
-                   allocator=checks.one_of("trainer", trainer, "allocator", ALLOCATORS))
+                   allocator=checks.one_of("trainer", trainer, "allocator", ALLOCATORS),
+                   share_cores=not asked and device.type == "cpu")
 
     def apply(self) -> None:
-        """Set this process's intra-op threads and (on CPU) malloc mode."""
-        torch.set_num_threads(self.threads)
+        """Set this process's intra-op threads (``threads``, or its share of the cores among the runs on this
+        machine, when it shares them) and (on CPU) malloc mode."""
+        torch.set_num_threads(_core_share(self.threads).current if self.share_cores else self.threads)
         if self.device.type == "cpu":
             set_allocator(self.allocator)
+
+    def rebalance(self) -> None:
+        """Between steps: follow the runs that started or ended on this machine since the last look (at most one
+        look a second), when this run shares the cores."""
+        if self.share_cores and (threads := _core_share(self.threads).update()) is not None:
+            torch.set_num_threads(threads)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context for forward passes (a no-op in fp32)."""
@@ -165,6 +176,20 @@ def parallel_jobs() -> int:
     if not isinstance(n_jobs, int) or n_jobs == 0:
         return 1
     return usable_cores() if n_jobs < 0 else n_jobs  # joblib: -1 = one job per core
+
+
+_SHARE: list[CoreShare] = []  # this process's place among the runs sharing the cores, made once
+
+
+def _core_share(cap: int) -> CoreShare:
+    """This process's CoreShare (joined at its first run), with at most ``cap`` threads."""
+    if not _SHARE:
+        _SHARE.append(CoreShare(share_folder(), usable_cores(), cap))
+    share = _SHARE[0]
+    if share.cap != cap:
+        share.cap = cap
+        share.current = share.share()
+    return share
 
 
 def thread_share(cores: int, processes: int) -> int:

@@ -294,6 +294,7 @@ class _Run:
     def step(self, batch: dict[str, torch.Tensor], epoch: int) -> None:
         """One optimizer step on one batch, with the gradient-flow hook; a NaN/Inf stops or skips it."""
         parts, runtime, state = self.parts, self.parts.runtime, self.state
+        runtime.rebalance()  # a run that started or ended beside this one moves its share of the cores
         image, label = runtime.to_device(batch["image"]), runtime.to_device(batch["label"])
         with runtime.autocast():
             logits = self.net(image)

@@ -73,10 +73,17 @@ def test_page_states_the_new_figures():
                "train_s_per_img_b4": 1.0, "train_img_per_s_b4": 1.0, "plain_s_per_img_b4": 2.4,
                "peak_mem_mb_b4": 1, "plain_peak_mem_mb_b4": 1,
                "shared_default_alone_s": 40.0, "shared_default_pair_s": 72.0, "shared_default_slowdown": 1.8,
-               "shared_spinning_alone_s": 40.0, "shared_spinning_pair_s": 150.0, "shared_spinning_slowdown": 3.75,
+               "shared_all_cores_alone_s": 40.0, "shared_all_cores_pair_s": 150.0, "shared_all_cores_slowdown": 3.75,
                "paper_image_steps": 13000, "paper_batch": 4, "paper_own_precision": "fp32",
-               "paper_own_s_per_img": 1.2, "paper_own_hours": 13000 * 1.2 / 3600}
+               "paper_own_s_per_img": 1.2, "paper_own_hours": 13000 * 1.2 / 3600,
+               "avx2_precision": "fp32", "avx2_default_s_per_img_b1": 2.0, "avx2_plain_s_per_img_b1": 3.0,
+               "avx2_speedup_b1": 1.5, "avx2_default_s_per_img_b4": 1.0, "avx2_plain_s_per_img_b4": 2.6,
+               "avx2_speedup_b4": 2.6}
     page = bench.performance_page(results)
+    assert "| 1 | 2.000 s/image | 3.000 s/image | 1.50x |" in page  # the AVX2-kernel table
+    assert "| default at least 2.5x faster per image than plain fp32, batch 1, AVX2 kernels (emulated on this CPU) " \
+           "| 1.50x | no |" in page
+    assert "batch 4, AVX2 kernels (emulated on this CPU) | 2.60x | yes |" in page
     assert "CPU kind: AVX2 only (bf16 emulated)" in page
     assert "| default at least 2.5x faster per image than plain fp32, batch 1 (on a CPU without native bf16) | " \
            "2.60x | yes |" in page

@@ -1,0 +1,82 @@
+"""A machine's cores shared between the skipexp runs on it, so that two runs at once do not stall each other.
+
+Two runs that each take every core oversubscribe them: their OpenMP teams wait for each other's descheduled
+threads at every barrier. On a 2-core CPU, two default runs started together took 3.2x as long as one alone
+(issue 17). A run that sizes its own threads (``trainer.threads=0``) leaves a file named by its process id in
+one folder per user and machine, and uses its cores divided by the number of runs alive there; it looks again
+at most once a second between steps, so a run started later, or one that ends, moves the others' share.
+``trainer.threads=N`` opts out: N threads, and no file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+LOOK_EVERY_S = 1.0  # how often a run counts the runs alive (a directory listing and a signal 0 per run)
+
+
+def share_folder() -> Path:
+    """Where this user's runs on this machine leave their files."""
+    uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+    return Path(tempfile.gettempdir()) / f"skipexp-cores-{uid}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (the folder is per user, so only after pid reuse)
+        return True
+    return True
+
+
+class CoreShare:
+    """This process's place among the runs sharing the machine's cores: ``threads`` is its fair share."""
+
+    def __init__(self, folder: Path, cores: int, cap: int) -> None:
+        self.folder, self.cores, self.cap = folder, cores, cap
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.mine = self.folder / str(os.getpid())
+        self.mine.touch()
+        self.looked = 0.0
+        self.current = self.share()
+        atexit.register(self.leave)
+
+    def runs(self) -> int:
+        """Runs alive in the folder, this one included; files of processes that died are removed."""
+        alive = 0
+        for entry in self.folder.iterdir():
+            if not entry.name.isdigit():
+                continue
+            if _alive(int(entry.name)):
+                alive += 1
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+        return max(1, alive)
+
+    def share(self) -> int:
+        """This run's threads now: its cores over the runs alive, at most ``cap``, at least 1."""
+        self.looked = time.monotonic()
+        return max(1, min(self.cap, self.cores // self.runs()))
+
+    def update(self) -> int | None:
+        """Look again if a second has passed; the new thread count when it changed, else None."""
+        if time.monotonic() - self.looked < LOOK_EVERY_S:
+            return None
+        threads = self.share()
+        if threads == self.current:
+            return None
+        self.current = threads
+        return threads
+
+    def leave(self) -> None:
+        """Take this run's file away (at exit, or when the process stops sharing)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.mine.unlink()
