@@ -15,6 +15,7 @@ live tensors. Prints a table, writes bench/results.json and renders docs/perform
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -59,13 +60,19 @@ def isbi_volume(name: str) -> np.ndarray:
     return (rng.random((30, SIZE, SIZE)) * 255).astype(np.uint8)
 
 
+def measuring_runtime(trainer) -> Runtime:
+    """The configured runtime, outside the machine's core share (skipexp/cores.py): the bench's own processes
+    are not runs, and the one that waits for a child must not halve the child's threads."""
+    return dataclasses.replace(Runtime.from_config(trainer), share_cores=False)
+
+
 def train_step_fn(cfg, batch: int, size: int = SIZE):
     """One training step of the configured net (forward, the configured loss, backward, optimizer) on ``size`` x
     ``size`` inputs, as the trainer runs it."""
     from skipexp.optim import build_optimizer
 
-    runtime = Runtime.from_config(cfg.trainer)
-    runtime.apply()  # threads and malloc mode, as a run sets them
+    runtime = measuring_runtime(cfg.trainer)
+    runtime.apply()  # threads and malloc mode, as a run alone sets them
     torch.manual_seed(0)
     model = build_network(cfg.model, cfg.depth, 1, runtime)
     model.train()
@@ -796,7 +803,7 @@ def main() -> None:
 
     # inference on the 30-slice test volume, plain and with flip TTA
     test = isbi_volume("test-volume.tif")
-    runtime = Runtime.from_config(cfg.trainer)
+    runtime = measuring_runtime(cfg.trainer)
     runtime.apply()
     images = [torch.from_numpy(standardise(im[None])) for im in test]
 
