@@ -63,7 +63,10 @@ def isbi_volume(name: str) -> np.ndarray:
 def measuring_runtime(trainer) -> Runtime:
     """The configured runtime, outside the machine's core share (skipexp/cores.py): the bench's own processes
     are not runs, and the one that waits for a child must not halve the child's threads."""
-    return dataclasses.replace(Runtime.from_config(trainer), share_cores=False)
+    runtime = Runtime.from_config(trainer)
+    if "share_cores" not in {f.name for f in dataclasses.fields(runtime)}:
+        return runtime  # an earlier commit's (--before), from before the share
+    return dataclasses.replace(runtime, share_cores=False)
 
 
 def train_step_fn(cfg, batch: int, size: int = SIZE):

@@ -37,27 +37,36 @@ def _alive(pid: int) -> bool:
 
 
 class CoreShare:
-    """This process's place among the runs sharing the machine's cores: ``threads`` is its fair share."""
+    """This process's place among the runs sharing the machine's cores: ``current`` is its fair share of threads."""
 
     def __init__(self, folder: Path, cores: int, cap: int) -> None:
         self.folder, self.cores, self.cap = folder, cores, cap
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.mine = self.folder / str(os.getpid())
-        self.mine.touch()
+        self.mine: Path | None = self.folder / str(os.getpid())
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.mine.touch()
+        except OSError:  # no writable temp folder: this run counts itself alone
+            self.mine = None
         self.looked = 0.0
         self.current = self.share()
         atexit.register(self.leave)
 
     def runs(self) -> int:
         """Runs alive in the folder, this one included; files of processes that died are removed."""
+        if self.mine is None:
+            return 1
+        try:
+            entries = list(self.folder.iterdir())
+        except OSError:  # the folder was removed under the run (a temp cleaner): alone until it is back
+            return 1
         alive = 0
-        for entry in self.folder.iterdir():
+        for entry in entries:
             if not entry.name.isdigit():
                 continue
             if _alive(int(entry.name)):
                 alive += 1
             else:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone already, or not ours to remove
                     entry.unlink()
         return max(1, alive)
 
@@ -78,5 +87,6 @@ class CoreShare:
 
     def leave(self) -> None:
         """Take this run's file away (at exit, or when the process stops sharing)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.mine.unlink()
+        if self.mine is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.mine.unlink()

@@ -61,3 +61,11 @@ def test_only_a_run_that_sizes_its_own_threads_shares_the_cores():
 
     assert Runtime.from_config(compose_config([]).trainer).share_cores
     assert not Runtime.from_config(compose_config(["trainer.threads=1"]).trainer).share_cores
+
+
+def test_without_a_writable_folder_a_run_counts_itself_alone(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the folder should be
+    share = CoreShare(blocked / "share", cores=2, cap=2)
+    assert (share.mine, share.runs(), share.current) == (None, 1, 2)
+    share.leave()
