@@ -41,15 +41,19 @@ class CoreShare:
 
     def __init__(self, folder: Path, cores: int, cap: int) -> None:
         self.folder, self.cores, self.cap = folder, cores, cap
-        self.mine: Path | None = self.folder / str(os.getpid())
+        self.mine: Path | None = None
+        self.join()
+        atexit.register(self.leave)
+
+    def join(self) -> None:
+        """Leave this run's file (again, after ``leave``) and take the share of the runs alive now."""
+        self.mine = self.folder / str(os.getpid())
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.mine.touch()
         except OSError:  # no writable temp folder: this run counts itself alone
             self.mine = None
-        self.looked = 0.0
         self.current = self.share()
-        atexit.register(self.leave)
 
     def runs(self) -> int:
         """Runs alive in the folder, this one included; files of processes that died are removed."""
@@ -86,7 +90,7 @@ class CoreShare:
         return threads
 
     def leave(self) -> None:
-        """Take this run's file away (at exit, or when the process stops sharing)."""
+        """Take this run's file away: when its training ends, and at exit."""
         if self.mine is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.mine.unlink()

@@ -125,6 +125,12 @@ class Runtime:
         if self.device.type == "cpu":
             set_allocator(self.allocator)
 
+    def release_cores(self) -> None:
+        """Leave the machine's core share at the end of training, so that an idle process (a notebook, a
+        sequential sweep between jobs) does not count as a run."""
+        if self.share_cores and _SHARE:
+            _SHARE[0].leave()
+
     def rebalance(self) -> None:
         """Between steps: follow the runs that started or ended on this machine since the last look (at most one
         look a second), when this run shares the cores."""
@@ -186,9 +192,9 @@ def _core_share(cap: int) -> CoreShare:
     if not _SHARE:
         _SHARE.append(CoreShare(share_folder(), usable_cores(), cap))
     share = _SHARE[0]
-    if share.cap != cap:
+    if share.cap != cap or share.mine is None or not share.mine.exists():
         share.cap = cap
-        share.current = share.share()
+        share.join()  # the next run of this process (a sequential sweep's), or a cap that changed
     return share
 
 

@@ -282,6 +282,7 @@ class _Run:
             self.bar.close()
             self.writer.close()
             self.parts.runtime.dist.close()
+            self.parts.runtime.release_cores()
 
     def start_epoch(self, epoch: int, done: int) -> None:
         """Position the sample stream at ``epoch`` (past ``done`` batches) and snapshot the weights for gradflow."""

@@ -69,3 +69,11 @@ def test_without_a_writable_folder_a_run_counts_itself_alone(tmp_path):
     share = CoreShare(blocked / "share", cores=2, cap=2)
     assert (share.mine, share.runs(), share.current) == (None, 1, 2)
     share.leave()
+
+
+def test_a_run_that_left_joins_again(tmp_path):
+    share = CoreShare(tmp_path, cores=2, cap=2)
+    share.leave()
+    assert not share.mine.exists()
+    share.join()
+    assert share.mine.exists() and share.current == 2
