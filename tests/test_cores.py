@@ -77,3 +77,18 @@ def test_a_run_that_left_joins_again(tmp_path):
     assert not share.mine.exists()
     share.join()
     assert share.mine.exists() and share.current == 2
+
+
+def test_a_run_counts_while_it_trains_and_leaves_when_training_ends(tmp_path):
+    import os
+
+    from skipexp.build import build_training
+    from skipexp.train import train
+
+    cfg = compose_config(["dataset.n_train=8", "dataset.n_val=2", "trainer.epochs=1", "model.width=4",
+                          "gradflow.enabled=false"])
+    parts = build_training(cfg)
+    mine = cores.share_folder() / str(os.getpid())
+    assert mine.exists()
+    train(parts, tmp_path / "run")
+    assert not mine.exists()
