@@ -261,6 +261,9 @@ def study_shapes(repeats: int, before: Path | None) -> dict:
     return out
 
 
+OPENMP_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+
+
 def run_walls(n: int, overrides: list[str], cwd: Path) -> list[float]:
     """Wall times of ``n`` default runs (`skipexp trainer.epochs=4`, plus ``overrides``) started together."""
     exe = Path(sys.executable).with_name("skipexp")
@@ -268,8 +271,7 @@ def run_walls(n: int, overrides: list[str], cwd: Path) -> list[float]:
     env = {k: v for k, v in os.environ.items() if k not in OPENMP_ENV}  # OpenMP as a user's shell has it
     start = time.perf_counter()
     procs = [subprocess.Popen([str(exe), "trainer.epochs=4", *overrides, f"hydra.run.dir={cwd / str(i)}"], cwd=cwd,
-                              env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
     walls: dict[int, float] = {}
     while len(walls) < n:
         for i, proc in enumerate(procs):
@@ -279,9 +281,6 @@ def run_walls(n: int, overrides: list[str], cwd: Path) -> list[float]:
                 walls[i] = time.perf_counter() - start
         time.sleep(0.05)
     return [walls[i] for i in range(n)]
-
-
-OPENMP_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 
 
 def shared_cpu(tmp: Path) -> dict:

@@ -56,23 +56,24 @@ class CoreShare:
         self.current = self.share()
 
     def runs(self) -> int:
-        """Runs alive in the folder, this one included; files of processes that died are removed."""
+        """Runs alive in the folder, this one included (even if a temp cleaner took its file); files of processes
+        that died are removed."""
         if self.mine is None:
             return 1
         try:
             entries = list(self.folder.iterdir())
         except OSError:  # the folder was removed under the run (a temp cleaner): alone until it is back
             return 1
-        alive = 0
+        others = 0
         for entry in entries:
-            if not entry.name.isdigit():
+            if not entry.name.isdigit() or entry == self.mine:
                 continue
             if _alive(int(entry.name)):
-                alive += 1
+                others += 1
             else:
                 with contextlib.suppress(OSError):  # gone already, or not ours to remove
                     entry.unlink()
-        return max(1, alive)
+        return 1 + others
 
     def share(self) -> int:
         """This run's threads now: its cores over the runs alive, at most ``cap``, at least 1."""
@@ -94,3 +95,22 @@ class CoreShare:
         if self.mine is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.mine.unlink()
+
+
+_PROCESS: list[CoreShare] = []  # this process's CoreShare, made by its first run
+
+
+def join(cores: int, cap: int) -> CoreShare:
+    """This process's share, joined now with at most ``cap`` threads: made at its first run, joined again by the
+    next (a sequential sweep's jobs run in one process)."""
+    if _PROCESS:
+        _PROCESS[0].cap = cap
+        _PROCESS[0].join()
+    else:
+        _PROCESS.append(CoreShare(share_folder(), cores, cap))
+    return _PROCESS[0]
+
+
+def process_share() -> CoreShare | None:
+    """This process's share, if a run of it has joined one."""
+    return _PROCESS[0] if _PROCESS else None

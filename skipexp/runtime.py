@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from skipexp import checks
-from skipexp.cores import CoreShare, share_folder
+from skipexp import checks, cores
 from skipexp.distributed import Distributed
 from skipexp.errors import ConfigError
 
@@ -121,20 +120,21 @@ class Runtime:
     def apply(self) -> None:
         """Set this process's intra-op threads (``threads``, or its share of the cores among the runs on this
         machine, when it shares them) and (on CPU) malloc mode."""
-        torch.set_num_threads(_core_share(self.threads).current if self.share_cores else self.threads)
+        torch.set_num_threads(cores.join(usable_cores(), self.threads).current if self.share_cores else self.threads)
         if self.device.type == "cpu":
             set_allocator(self.allocator)
 
     def release_cores(self) -> None:
         """Leave the machine's core share at the end of training, so that an idle process (a notebook, a
         sequential sweep between jobs) does not count as a run."""
-        if self.share_cores and _SHARE:
-            _SHARE[0].leave()
+        if self.share_cores and (share := cores.process_share()) is not None:
+            share.leave()
 
     def rebalance(self) -> None:
         """Between steps: follow the runs that started or ended on this machine since the last look (at most one
         look a second), when this run shares the cores."""
-        if self.share_cores and (threads := _core_share(self.threads).update()) is not None:
+        share = cores.process_share() if self.share_cores else None
+        if share is not None and (threads := share.update()) is not None:
             torch.set_num_threads(threads)
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -182,20 +182,6 @@ def parallel_jobs() -> int:
     if not isinstance(n_jobs, int) or n_jobs == 0:
         return 1
     return usable_cores() if n_jobs < 0 else n_jobs  # joblib: -1 = one job per core
-
-
-_SHARE: list[CoreShare] = []  # this process's place among the runs sharing the cores, made once
-
-
-def _core_share(cap: int) -> CoreShare:
-    """This process's CoreShare (joined at its first run), with at most ``cap`` threads."""
-    if not _SHARE:
-        _SHARE.append(CoreShare(share_folder(), usable_cores(), cap))
-    share = _SHARE[0]
-    if share.cap != cap or share.mine is None or not share.mine.exists():
-        share.cap = cap
-        share.join()  # the next run of this process (a sequential sweep's), or a cap that changed
-    return share
 
 
 def thread_share(cores: int, processes: int) -> int:

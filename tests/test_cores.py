@@ -41,6 +41,8 @@ def test_live_runs_divide_the_cores_and_files_of_dead_ones_are_removed(tmp_path,
     share = CoreShare(tmp_path, cores=4, cap=4)
     assert (share.runs(), share.current) == (2, 2)
     assert not dead.exists() and (tmp_path / "notes.txt").exists()
+    share.mine.unlink()  # a temp cleaner took this run's file: it still counts itself
+    assert share.runs() == 2
     assert CoreShare(tmp_path, cores=1, cap=1).current == 1  # never fewer than one thread
 
 
