@@ -232,23 +232,35 @@ def plain_overrides() -> list[str]:
             for key, value in plain.items() if key != "defaults"]
 
 
-def study_shapes(repeats: int, before: Path | None) -> dict:
+def study_shapes(repeats: int, before: Path | None, cache: Path) -> dict:
     """Training steps at the CPU study preset's crop, batch and width, for its shallow and its deep net: the
-    default against plain fp32, and against ``before`` (a checkout of an earlier commit) when given; two
-    rounds of every arm, each figure the median over all their steps."""
+    preset (compiled) against the same eager and plain fp32, and against ``before`` (a checkout of an earlier
+    commit) when given; two rounds of every arm, each figure the median over all their steps. Inductor's cache
+    starts empty in ``cache``, so the first round's first step is a compile from nothing (a net's first run on
+    a machine) and the second round's one from the cache (every later run)."""
     cfg = compose_config(STUDY)
     batch, crop = int(cfg.trainer.batch_size), int(cfg.trainer.crop)
     out: dict = {"study_batch": batch, "study_crop": crop, "study_width": int(cfg.model.width),
-                 "study_precision": str(cfg.trainer.precision)}
+                 "study_precision": str(cfg.trainer.precision), "study_compile": str(cfg.trainer.compile).lower(),
+                 "study_steps": int(cfg.trainer.epochs) * int(cfg.trainer.samples_per_epoch) // batch}
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache)}
     for layers in STUDY_DEPTHS:
         base = [*STUDY, f"depth.layers={layers}"]
-        arms = {"default": (base, None), "plain": ([*base, *plain_overrides()], None)}
+        arms = {"default": (base, None), "eager": ([*base, "trainer.compile=false"], None),
+                "plain": ([*base, *plain_overrides()], None)}
         if before is not None:
             arms["before"] = (base, before)
-        rounds = [{arm: run_child(f"study-{arm}", overrides, batch, repeats, crop, path)
+        rounds = [{arm: run_child(f"study-{arm}", overrides, batch, repeats, crop, path, env)
                    for arm, (overrides, path) in arms.items()} for _ in range(2)]
         merged = {arm: pooled(tuple(r[arm] for r in rounds)) for arm in arms}
         key = f"study_d{layers}"
+        step_s, eager_s = merged["default"]["step_s"], merged["eager"]["step_s"]
+        out[f"{key}_compile_cold_s"], out[f"{key}_compile_warm_s"] = (
+            max(0.0, r["default"]["first_step_s"] - step_s) for r in rounds)
+        out[f"{key}_vs_eager"] = eager_s / step_s
+        for cache_kind in ("cold", "warm"):  # one study run's training steps, its compile included, against eager
+            out[f"{key}_run_vs_eager_{cache_kind}"] = (out["study_steps"] * eager_s) / (
+                out[f"{key}_compile_{cache_kind}_s"] + out["study_steps"] * step_s)
         for arm, m in merged.items():
             suffix = "" if arm == "default" else f"_{arm}"
             out[f"{key}{suffix}_img_per_s"] = batch / m["step_s"]
@@ -474,6 +486,20 @@ def performance_page(results: dict) -> str:
                        f"{r[f'{k}_loss_rel_diff']:.1e} |")
         out.append(f"\n*Today's code* is {before}." if before else
                    "\nNo figures of today's code to compare with (none committed; `--before REF` times a commit).")
+        if has("study_d104_vs_eager"):
+            out.append(f"\nThe preset compiles its step (`trainer.compile={str(r['study_compile']).lower()}`). "
+                       "What the compile "
+                       f"costs and what it gives back over one study run ({r['study_steps']:,} steps), against the "
+                       "same preset eager (`trainer.compile=false`); *cold* is a compile with an empty inductor "
+                       "cache (a net's first run on a machine), *warm* one from the cache:\n")
+            out.append("| net | step, compiled against eager | compile, cold | compile, warm | "
+                       "one run against eager, cold | warm |")
+            out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+            for layers in (26, 104):
+                k = f"study_d{layers}"
+                out.append(f"| {layers} layers | {r[f'{k}_vs_eager']:.2f}x | {r[f'{k}_compile_cold_s']:.0f} s | "
+                           f"{r[f'{k}_compile_warm_s']:.0f} s | {r[f'{k}_run_vs_eager_cold']:.2f}x | "
+                           f"{r[f'{k}_run_vs_eager_warm']:.2f}x |")
         out.append("\nThe ops with the most self time in the deep net's step, default (ms): "
                    + ", ".join(f"`{op}` {ms:.0f}" for op, ms in r["study_d104_profile_ms"]) + ".")
 
@@ -842,7 +868,7 @@ def main() -> None:
     committed = committed_results()
     with tempfile.TemporaryDirectory(prefix="skipexp-bench-before-") as tmp:
         before, sha = checkout(args.before, Path(tmp)) if args.before else (None, None)
-        results.update(study_shapes(repeats, before))
+        results.update(study_shapes(repeats, before, Path(tmp) / "inductor-cache"))
     for layers in STUDY_DEPTHS:
         key = f"study_d{layers}"
         if not args.before and f"{key}_img_per_s" in committed:
@@ -852,7 +878,9 @@ def main() -> None:
                      f"{results[f'{key}_img_per_s']:.1f} img/s",
                      f"plain {results[f'{key}_plain_img_per_s']:.1f} img/s: {results[f'{key}_speedup']:.2f}x"
                      + (f"; {results[f'{key}_vs_before']:.2f}x today's code" if f"{key}_vs_before" in results else "")
-                     + f"; first-step loss within {results[f'{key}_loss_rel_diff']:.1e} of plain fp32"))
+                     + f"; first-step loss within {results[f'{key}_loss_rel_diff']:.1e} of plain fp32"
+                     + f"; compiled {results[f'{key}_vs_eager']:.2f}x eager after a compile of "
+                       f"{results[f'{key}_compile_cold_s']:.0f} s cold, {results[f'{key}_compile_warm_s']:.0f} s warm"))
     results["study_before"] = (f"commit {sha[:10]} ({args.before}), run in this bench" if args.before
                                else "the last committed bench/results.json" if "study_d104_img_per_s" in committed
                                else None)

@@ -178,6 +178,7 @@ def run_header(mode: str, model: FCResNet, runtime: Runtime, dataset: str) -> di
         "device": str(runtime.device),
         "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch."),
         "channels_last": runtime.channels_last,
+        "compile": runtime.compile_mode,  # torch.compile's mode, None = eager
         "threads": runtime.threads,
         "seed": runtime.seed,
     }

@@ -70,3 +70,17 @@ def test_compiled_net_matches_the_eager_one():
         results.append((out.detach(), model.down1.conv1.weight.grad))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-5)
+
+
+def test_a_compiled_cpu_net_takes_its_threads_when_it_runs(monkeypatch):
+    """On CPU, trainer.compile=true asks inductor for kernels that read the thread count at run time, so that a
+    compiled run still follows the core share, called from C++; an eager net is returned as it is."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "dynamic_threads", False)
+    monkeypatch.setattr(inductor_config, "cpp_wrapper", False)
+    model = nn.Linear(2, 2)
+    assert Runtime.from_config(compose_config([]).trainer).compile(model) is model
+    assert not inductor_config.cpp.dynamic_threads
+    compiled = Runtime.from_config(compose_config(["trainer.compile=true"]).trainer).compile(model)
+    assert compiled is not model and inductor_config.cpp.dynamic_threads and inductor_config.cpp_wrapper
