@@ -475,7 +475,7 @@ def performance_page(results: dict) -> str:
                    f"crops, batch {r['study_batch']}, width {r['study_width']}, {r['study_precision']} (the preset "
                    "pins it), cross-entropy, both skips, gradient flow off; two rounds of each arm.\n")
         before = r.get("study_before")
-        out.append("| net | default | plain fp32 | speed-up | GFLOP a step | against today's code | "
+        out.append("| net | the preset | plain fp32 | speed-up | GFLOP a step | against today's code | "
                    "first-step loss vs plain |")
         out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for layers in (26, 104):
@@ -488,19 +488,21 @@ def performance_page(results: dict) -> str:
                    "\nNo figures of today's code to compare with (none committed; `--before REF` times a commit).")
         if has("study_d104_vs_eager"):
             out.append(f"\nThe preset compiles its step (`trainer.compile={str(r['study_compile']).lower()}`). "
-                       "What the compile "
-                       f"costs and what it gives back over one study run ({r['study_steps']:,} steps), against the "
-                       "same preset eager (`trainer.compile=false`); *cold* is a compile with an empty inductor "
-                       "cache (a net's first run on a machine), *warm* one from the cache:\n")
+                       "The table gives what the compile costs and what it gives back over one study run "
+                       f"({r['study_steps']:,} steps, at the step time of both rounds pooled), against the same "
+                       "preset eager (`trainer.compile=false`). *Cold* is the first compile in the bench's fresh "
+                       "inductor cache (a net's first run on a machine; the 104-layer net compiles after the "
+                       "26-layer one, into the same cache), *warm* the second, from the cache:\n")
             out.append("| net | step, compiled against eager | compile, cold | compile, warm | "
-                       "one run against eager, cold | warm |")
+                       "one run against eager, cold | one run against eager, warm |")
             out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
             for layers in (26, 104):
                 k = f"study_d{layers}"
                 out.append(f"| {layers} layers | {r[f'{k}_vs_eager']:.2f}x | {r[f'{k}_compile_cold_s']:.0f} s | "
                            f"{r[f'{k}_compile_warm_s']:.0f} s | {r[f'{k}_run_vs_eager_cold']:.2f}x | "
                            f"{r[f'{k}_run_vs_eager_warm']:.2f}x |")
-        out.append("\nThe ops with the most self time in the deep net's step, default (ms): "
+        out.append("\nThe ops with the most self time in the deep net's step, the preset (ms; profiled after a step "
+                   "under the FLOP counter, and for a compiled step possibly not the compiled kernels): "
                    + ", ".join(f"`{op}` {ms:.0f}" for op, ms in r["study_d104_profile_ms"]) + ".")
 
     if has("shared_default_slowdown"):

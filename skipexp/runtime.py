@@ -162,7 +162,8 @@ class Runtime:
         On CPU the generated kernels take the thread count when they run (inductor's ``cpp.dynamic_threads``),
         not the one at compile time, so a compiled run still follows the core share (``rebalance``); and the
         code that calls them is C++ (``cpp_wrapper``), not Python: a step of the CPU study's deep net launches
-        thousands of small kernels, and that made it about 15% faster (docs/performance-notes.md).
+        thousands of small kernels, and that made it 12-14% faster, for a cold compile about a minute
+        longer (docs/performance-notes.md).
         """
         if self.compile_mode is None:
             return model

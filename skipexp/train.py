@@ -231,7 +231,7 @@ class _Run:
         self.train_loss = lambda *args: parts.loss_fn(*args, reduce=parts.runtime.dist.all_sum)  # the global batch's
         self.writer = self._open_writer(resume)
         if parts.runtime.compile_mode is not None and self.main:
-            log.info(f"torch.compile (mode {parts.runtime.compile_mode}) compiles the step at the first one: minutes "
+            log.info(f"torch.compile (mode {parts.runtime.compile_mode}) compiles at the first step: minutes "
                      "for a net not compiled on this machine before, seconds from inductor's cache after")
         self.panel = [parts.data.val[i] for i in range(min(PANEL_IMAGES, len(parts.data.val)))]
         budget = parts.loop.budget_s  # a budgeted run's bar counts seconds of its budget, so its ETA is the end's

@@ -92,7 +92,7 @@ def test_ablation_presets_pin_their_grid():
     study = compose_config(["experiment=study_cpu"], return_hydra_config=True)
     assert (study.trainer.precision, study.model.n_simple_blocks, study.resume, study.model.match_params,
             study.model.norm, study.trainer.loss) == ("fp32", 1, "auto", "both", "instance", "bce")
-    assert study.trainer.compile is True  # compiled once per net, repaid within one run (make bench)
+    assert study.trainer.compile is True  # compiled once per net, repaid over its seeds (make bench)
     assert study.trainer.budget_min == 0  # counted in steps: a run's result does not depend on the CPU's load
     assert study.trainer.epochs * study.trainer.samples_per_epoch // study.trainer.batch_size == 2000
     assert dict(study.hydra.sweeper.params) == {"model": "both,long_only,short_only,none", "depth.layers": "26,104",

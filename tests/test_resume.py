@@ -234,7 +234,7 @@ def _run_until(args: list[str], cwd: Path, seconds: float) -> bool:
 
 
 @pytest.mark.slow
-def test_a_compiled_run_resumes_to_the_same_weights_and_tracks_the_eager_one(tmp_path, reference):
+def test_a_compiled_run_resumes_to_the_same_weights_and_tracks_the_eager_one(tmp_path):
     """trainer.compile=true (experiment=study_cpu's): a run stopped after 2 of its 4 epochs and resumed ends
     bitwise as the uninterrupted compiled run, gradient flow and TensorBoard included; and it learns as the
     eager run does, in fp32: the same first steps within the rounding of two ways to compute them, then two

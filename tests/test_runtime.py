@@ -59,28 +59,41 @@ def test_compiled_net_matches_the_eager_one():
     """trainer.compile=true: one forward and backward of a small net agree with eager (no dropout, fp32)."""
     overrides = ["model.width=4", "model.dropout=0", "trainer.precision=fp32"]
     results = []
-    for compile_flag in ("false", "true"):
-        cfg = compose_config([*overrides, f"trainer.compile={compile_flag}"])
-        runtime = Runtime.from_config(cfg.trainer)
-        torch.manual_seed(0)
-        model = build_network(cfg.model, cfg.depth, 1, runtime).train()
-        image = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
-        out = runtime.compile(model)(runtime.to_device(image))
-        out.mean().backward()
-        results.append((out.detach(), model.down1.conv1.weight.grad))
+    with _inductor_settings_restored():  # Runtime.compile sets them for the whole process
+        for compile_flag in ("false", "true"):
+            results.append(_one_step(overrides, compile_flag))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-5)
 
 
-def test_a_compiled_cpu_net_takes_its_threads_when_it_runs(monkeypatch):
+def _inductor_settings_restored():
+    """A context in which Runtime.compile's inductor settings may change, put back as they were at its end."""
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch({"cpp_wrapper": inductor_config.cpp_wrapper,
+                                  "cpp.dynamic_threads": inductor_config.cpp.dynamic_threads})
+
+
+def _one_step(overrides: list[str], compile_flag: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output and first conv's weight gradient of one forward and backward of a small net."""
+    cfg = compose_config([*overrides, f"trainer.compile={compile_flag}"])
+    runtime = Runtime.from_config(cfg.trainer)
+    torch.manual_seed(0)
+    model = build_network(cfg.model, cfg.depth, 1, runtime).train()
+    image = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    out = runtime.compile(model)(runtime.to_device(image))
+    out.mean().backward()
+    return out.detach(), model.down1.conv1.weight.grad
+
+
+def test_a_compiled_cpu_net_takes_its_threads_when_it_runs():
     """On CPU, trainer.compile=true asks inductor for kernels that read the thread count at run time, so that a
     compiled run still follows the core share, called from C++; an eager net is returned as it is."""
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "dynamic_threads", False)
-    monkeypatch.setattr(inductor_config, "cpp_wrapper", False)
     model = nn.Linear(2, 2)
-    assert Runtime.from_config(compose_config([]).trainer).compile(model) is model
-    assert not inductor_config.cpp.dynamic_threads
-    compiled = Runtime.from_config(compose_config(["trainer.compile=true"]).trainer).compile(model)
-    assert compiled is not model and inductor_config.cpp.dynamic_threads and inductor_config.cpp_wrapper
+    with inductor_config.patch({"cpp_wrapper": False, "cpp.dynamic_threads": False}):
+        assert Runtime.from_config(compose_config(["trainer.device=cpu"]).trainer).compile(model) is model
+        assert not inductor_config.cpp.dynamic_threads and not inductor_config.cpp_wrapper
+        Runtime.from_config(compose_config(["trainer.device=cpu", "trainer.compile=true"]).trainer).compile(model)
+        assert inductor_config.cpp.dynamic_threads and inductor_config.cpp_wrapper
