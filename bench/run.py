@@ -487,7 +487,7 @@ def performance_page(results: dict) -> str:
         out.append(f"\n*Today's code* is {before}." if before else
                    "\nNo figures of today's code to compare with (none committed; `--before REF` times a commit).")
         if has("study_d104_vs_eager"):
-            out.append(f"\nThe preset compiles its step (`trainer.compile={str(r['study_compile']).lower()}`). "
+            out.append(f"\nThe preset compiles its step (`trainer.compile={r['study_compile']}`). "
                        "The table gives what the compile costs and what it gives back over one study run "
                        f"({r['study_steps']:,} steps, at the step time of both rounds pooled), against the same "
                        "preset eager (`trainer.compile=false`). *Cold* is the first compile in the bench's fresh "

@@ -26,6 +26,11 @@ def share_folder() -> Path:
     return Path(tempfile.gettempdir()) / f"skipexp-cores-{uid}"
 
 
+def thread_share(cores: int, processes: int) -> int:
+    """Intra-op threads for one of ``processes`` processes sharing ``cores`` cores, never oversubscribing."""
+    return max(1, cores // max(1, processes))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -78,7 +83,7 @@ class CoreShare:
     def share(self) -> int:
         """This run's threads now: its cores over the runs alive, at most ``cap``, at least 1."""
         self.looked = time.monotonic()
-        return max(1, min(self.cap, self.cores // self.runs()))
+        return min(self.cap, thread_share(self.cores, self.runs()))  # cap is at least 1
 
     def update(self) -> int | None:
         """Look again if a second has passed; the new thread count when it changed, else None."""

@@ -106,7 +106,7 @@ class Runtime:
             raise ConfigError("trainer.precision=fp16 needs a CUDA device; use trainer.precision=bf16 on CPU.")
         asked = checks.non_negative_int("trainer", trainer, "threads", need="0 (one share of this process's "
                                         "cores) or a count of threads")
-        threads = asked or thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
+        threads = asked or cores.thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
         compile_flag = checks.one_of("trainer", trainer, "compile", (False, True, *COMPILE_MODES))  # 1 is not true
         compile_mode = {False: None, True: "default"}.get(compile_flag, compile_flag)
         flag = functools.partial(checks.boolean, "trainer", trainer)
@@ -200,8 +200,3 @@ def parallel_jobs() -> int:
     if not isinstance(n_jobs, int) or n_jobs == 0:
         return 1
     return usable_cores() if n_jobs < 0 else n_jobs  # joblib: -1 = one job per core
-
-
-def thread_share(cores: int, processes: int) -> int:
-    """Intra-op threads for one of ``processes`` processes sharing ``cores`` cores, never oversubscribing."""
-    return max(1, cores // max(1, processes))

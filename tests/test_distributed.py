@@ -12,8 +12,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from skipexp.cores import thread_share
 from skipexp.distributed import Distributed
-from skipexp.runtime import thread_share
 from tests.conftest import TINY, run_cli, skipexp_exe
 
 # batch-independent normalisation and no dropout: per-process BatchNorm statistics and dropout masks

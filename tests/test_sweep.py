@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from skipexp.runtime import thread_share, usable_cores
+from skipexp.cores import thread_share
+from skipexp.runtime import usable_cores
 from tests.conftest import TINY, compose_config, run_cli
 
 
