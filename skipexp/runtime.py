@@ -1,9 +1,9 @@
 """Where and how tensors run: device, precision, memory format, threads, seeding, and the process's rank.
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
-``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fast_resample``, ``trainer.fused_optimizer``,
-``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed`` are read
-and checked; ``Runtime.apply`` sets the process's threads and malloc mode, and ``Runtime.rebalance`` moves
+``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fast_resample``, ``trainer.fast_norm``,
+``trainer.fused_optimizer``, ``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed``
+are read and checked; ``Runtime.apply`` sets the process's threads and malloc mode, and ``Runtime.rebalance`` moves
 the threads with the runs sharing the machine's cores (cores.py).
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
@@ -81,14 +81,15 @@ class Runtime:
     dist: Distributed = field(default_factory=Distributed)
     fast_dropout: bool = False
     fast_resample: bool = False  # up/downsampling whose gradients keep their memory format (models/speed.py)
+    fast_norm: bool = False  # instance norm as a batch norm per image, in the input's memory format (models/speed.py)
     fused_optimizer: bool = False  # one-pass optimizer updates (optim.build_optimizer's ``fused``)
     compile_mode: str | None = None  # torch.compile mode, None = eager
     share_cores: bool = False  # trainer.threads=0 on CPU: the threads follow the runs sharing the cores (cores.py)
 
     allocator: str = "system"  # CPU malloc mode (set_allocator), applied by ``apply``
 
-    KEYS = ("device", "precision", "channels_last", "fast_dropout", "fast_resample", "fused_optimizer", "allocator",
-            "compile", "threads", "seed")  # the trainer keys from_config reads
+    KEYS = ("device", "precision", "channels_last", "fast_dropout", "fast_resample", "fast_norm", "fused_optimizer",
+            "allocator", "compile", "threads", "seed")  # the trainer keys from_config reads
 
     @classmethod
     def from_config(cls, trainer: DictConfig) -> Runtime:
@@ -113,7 +114,7 @@ class Runtime:
         return cls(device=device, amp_dtype=PRECISIONS[precision], channels_last=flag("channels_last"),
                    seed=checks.non_negative_int("trainer", trainer, "seed"), threads=threads, dist=dist,
                    fast_dropout=flag("fast_dropout"), fast_resample=flag("fast_resample"),
-                   fused_optimizer=flag("fused_optimizer"), compile_mode=compile_mode,
+                   fast_norm=flag("fast_norm"), fused_optimizer=flag("fused_optimizer"), compile_mode=compile_mode,
                    allocator=checks.one_of("trainer", trainer, "allocator", ALLOCATORS),
                    share_cores=not asked and device.type == "cpu")
 

@@ -122,6 +122,7 @@ def test_plain_trainer_turns_every_speed_up_off():
     runtime = Runtime.from_config(plain)
     assert runtime.amp_dtype is None and not runtime.channels_last and not runtime.fast_dropout
     assert not runtime.fast_resample and Runtime.from_config(compose_config([]).trainer).fast_resample
+    assert not runtime.fast_norm and Runtime.from_config(compose_config([]).trainer).fast_norm
     assert not runtime.fused_optimizer and Runtime.from_config(compose_config([]).trainer).fused_optimizer
 
 

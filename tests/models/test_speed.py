@@ -13,7 +13,7 @@ import torch
 from skipexp.models import build_model
 from skipexp.models.blocks import Bottleneck, Decimate2x, Upsample2x
 from skipexp.models.fastdropout import FastDropout
-from skipexp.models.speed import FastDecimate2x, FastUpsample2x, FusedBottleneck, apply_speedups
+from skipexp.models.speed import FastDecimate2x, FastInstanceNorm2d, FastUpsample2x, FusedBottleneck, apply_speedups
 from tests.conftest import compose_config
 
 
@@ -44,6 +44,45 @@ def test_decimation_keeps_the_gradient_in_the_input_layout():
     plain = torch.randn(1, 2, 4, 4, requires_grad=True)
     (grad,) = torch.autograd.grad(FastDecimate2x()(plain), plain, torch.ones(1, 2, 2, 2))
     assert grad.is_contiguous() and grad.sum().item() == 8
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_per_image_matches_pytorch_and_keeps_the_layout(memory_format):
+    """A batch norm per image gives instance norm's values and gradients (input, weight, bias) to fp32 rounding,
+    in the input's layout; an unbatched input takes PyTorch's own path."""
+    plain = torch.nn.InstanceNorm2d(6, affine=True)
+    torch.nn.init.normal_(plain.weight)
+    torch.nn.init.normal_(plain.bias)
+    fast = copy.deepcopy(plain)
+    fast.__class__ = FastInstanceNorm2d
+    x = (3 * torch.randn(3, 6, 5, 7) + 2).contiguous(memory_format=memory_format)
+    grad = torch.randn(3, 6, 5, 7).contiguous(memory_format=memory_format)
+    outs = []
+    for net in (plain, fast):
+        xi = x.clone().requires_grad_()
+        out = net(xi)
+        out.backward(grad)
+        outs.append((out, xi.grad, net.weight.grad, net.bias.grad))
+    for got, want in zip(outs[1], outs[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert outs[1][0].is_contiguous(memory_format=memory_format)
+    assert outs[1][1].is_contiguous(memory_format=memory_format)
+    mean = outs[1][0][1, 2].sub(fast.bias[2]).div(fast.weight[2]).mean().item()
+    assert abs(mean) < 1e-5  # each image's channel is centred on its own mean
+    torch.testing.assert_close(fast(x[0]), plain(x[0]))
+
+
+def test_instance_norm_per_image_in_bf16_is_pytorchs_to_rounding():
+    plain = torch.nn.InstanceNorm2d(8, affine=True).bfloat16()
+    fast = copy.deepcopy(plain)
+    fast.__class__ = FastInstanceNorm2d
+    x = torch.randn(4, 8, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast(x), plain(x))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn_like(x)
+    plain(xa).backward(grad)
+    fast(xb).backward(grad)
+    assert _relative_difference([xb.grad.float()], [xa.grad.float()]) < 1e-2
 
 
 def _step(net: torch.nn.Module, x: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -98,6 +137,19 @@ def test_the_speedups_without_dropout_give_the_plain_network_in_fp32(overrides):
     # BatchNorm have a true gradient of 0, so theirs is rounding noise alone, different in each
 
 
+def test_an_instance_norm_net_with_every_speedup_is_the_plain_net_in_fp32():
+    """model.norm=instance, dropout 0, channels-last: every swap, the fast norm included, gives the plain net's
+    output and gradients to fp32 rounding."""
+    plain = _net("model.dropout=0", "model.norm=instance").to(memory_format=torch.channels_last)
+    fast = apply_speedups(copy.deepcopy(plain), fast_dropout=True, fast_resample=True, fast_norm=True)
+    assert any(isinstance(m, FastInstanceNorm2d) for m in fast.modules())
+    x = torch.randn(2, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    (out_p, dx_p, dp_p), (out_f, dx_f, dp_f) = _step(plain, x), _step(fast, x)
+    assert _relative_difference([out_f], [out_p]) < 1e-5
+    assert _relative_difference([dx_f], [dx_p]) < 1e-4
+    assert _relative_difference(dp_f, dp_p) < 1e-4
+
+
 def _relative_difference(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
     got_all, want_all = torch.cat([g.flatten() for g in got]), torch.cat([w.flatten() for w in want])
     return ((got_all - want_all).norm() / want_all.norm()).item()
@@ -115,6 +167,19 @@ def test_the_speedups_swap_modules_only_and_keep_the_state_dict():
     assert list(net.state_dict()) == list(state)
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
     _net().load_state_dict(net.state_dict())  # a checkpoint of either loads into the other
+
+
+def test_fast_norm_swaps_instance_norm_only_and_keeps_the_state_dict():
+    net = _net("model.norm=instance")
+    state = copy.deepcopy(net.state_dict())
+    apply_speedups(net, fast_dropout=False, fast_resample=False)
+    assert not any(isinstance(m, FastInstanceNorm2d) for m in net.modules())
+    apply_speedups(net, fast_dropout=False, fast_resample=False, fast_norm=True)
+    kinds = [type(m) for m in net.modules()]
+    assert FastInstanceNorm2d in kinds and torch.nn.InstanceNorm2d not in kinds
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    batch = apply_speedups(_net("model.norm=batch"), fast_dropout=False, fast_resample=False, fast_norm=True)
+    assert not any(isinstance(m, FastInstanceNorm2d) for m in batch.modules())
 
 
 def test_a_bottleneck_without_dropout_is_not_fused():
