@@ -72,8 +72,9 @@ class _InstanceNorm(torch.autograd.Function):
 
     PyTorch's ``instance_norm`` folds the batch into the channels (1 x N*C x H x W), which a channels-last tensor
     cannot do as a view, so it copies the input to NCHW and the output and gradient back: 90 ms of a 0.29 s step
-    of ``experiment=isbi_cpu`` on the 2-core bench machine (0.17 s with this). A batch norm of one image (1 x C
-    x H x W) has the same per-channel mean and biased variance over H x W, and runs in either layout.
+    of ``experiment=isbi_cpu`` in one profile on the 2-core bench machine; 1.04-1.25x faster steps with this
+    (docs/performance-notes.md). A batch norm of one image (1 x C x H x W) has the same per-channel mean and
+    biased variance over H x W, and runs in either layout.
     """
 
     @staticmethod
