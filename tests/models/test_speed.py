@@ -85,6 +85,27 @@ def test_instance_norm_per_image_in_bf16_is_pytorchs_to_rounding():
     assert _relative_difference([xb.grad.float()], [xa.grad.float()]) < 1e-2
 
 
+def test_instance_norm_per_image_on_bf16_maps_with_fp32_weights_as_under_autocast():
+    """What a run in bf16 feeds it: a convolution's bf16 output, the norm's own weights in fp32."""
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(memory_format=torch.channels_last)
+    plain = torch.nn.InstanceNorm2d(8, affine=True)
+    torch.nn.init.normal_(plain.weight)
+    fast = copy.deepcopy(plain)
+    fast.__class__ = FastInstanceNorm2d
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    results = []
+    for net in (plain, fast):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(conv(x))
+        out.float().square().sum().backward()
+        results.append((out, net.weight.grad, net.bias.grad))
+    assert results[1][0].dtype == results[0][0].dtype == torch.bfloat16
+    assert torch.equal(results[1][0], results[0][0])
+    assert results[1][1].dtype == torch.float32
+    for got, want in zip(results[1][1:], results[0][1:], strict=True):
+        assert _relative_difference([got], [want]) < 1e-2
+
+
 def _step(net: torch.nn.Module, x: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, list]:
     """One forward from ``seed`` and a backward of a fixed random gradient: output, input grad, param grads."""
     x = x.clone().requires_grad_()
