@@ -54,6 +54,18 @@ def test_fast_dropout_is_for_eager_nets_only():
     assert FusedBottleneck in kinds[0] and FusedBottleneck not in kinds[1] and Bottleneck in kinds[1]
 
 
+def test_fast_norm_is_for_eager_nets_only():
+    """An eager instance-norm net gets the per-image norm; a compiled one keeps nn.InstanceNorm2d, which inductor
+    fuses."""
+    from skipexp.models.speed import FastInstanceNorm2d
+
+    cfg = compose_config(["model.width=4", "model.norm=instance"])
+    kinds = [{type(m) for m in build_network(cfg.model, cfg.depth, 1, Runtime.from_config(
+        compose_config(["model.width=4", *extra]).trainer)).modules()} for extra in ([], ["trainer.compile=true"])]
+    assert FastInstanceNorm2d in kinds[0] and nn.InstanceNorm2d not in kinds[0]
+    assert nn.InstanceNorm2d in kinds[1] and FastInstanceNorm2d not in kinds[1]
+
+
 @pytest.mark.slow
 def test_compiled_net_matches_the_eager_one():
     """trainer.compile=true: one forward and backward of a small net agree with eager (no dropout, fp32)."""

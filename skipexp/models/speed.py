@@ -96,8 +96,9 @@ class _InstanceNorm(torch.autograd.Function):
         x, weight, means, invstds = ctx.saved_tensors
         mask = list(ctx.needs_input_grad[:3])
         grad_x = torch.empty_like(x) if mask[0] else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if mask[1] else None
-        grad_b = torch.zeros_like(weight, dtype=torch.float32) if mask[2] else None
+        total = torch.promote_types(weight.dtype, torch.float32)  # sum bf16 weights' gradients in fp32
+        grad_w = torch.zeros_like(weight, dtype=total) if mask[1] else None
+        grad_b = torch.zeros_like(weight, dtype=total) if mask[2] else None
         for i in range(x.shape[0]):
             gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
                 grad[i:i + 1], x[i:i + 1], weight, None, None, means[i], invstds[i], True, ctx.eps, mask)
