@@ -79,9 +79,9 @@ def build_network(model_cfg: DictConfig, depth_cfg: DictConfig, in_channels: int
     generator is opaque to the compiler.
     """
     model = runtime.prepare(build_model(model_cfg, depth_cfg, in_channels))
-    return apply_speedups(model, fast_dropout=runtime.fast_dropout and runtime.compile_mode is None,
-                          fast_resample=runtime.fast_resample,
-                          fast_norm=runtime.fast_norm and runtime.compile_mode is None)
+    eager = runtime.compile_mode is None  # a compiled net leaves dropout and instance norm to inductor
+    return apply_speedups(model, fast_dropout=runtime.fast_dropout and eager, fast_resample=runtime.fast_resample,
+                          fast_norm=runtime.fast_norm and eager)
 
 
 def build_training(cfg: DictConfig) -> TrainParts:

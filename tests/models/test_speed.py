@@ -46,15 +46,21 @@ def test_decimation_keeps_the_gradient_in_the_input_layout():
     assert grad.is_contiguous() and grad.sum().item() == 8
 
 
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_instance_norm_per_image_matches_pytorch_and_keeps_the_layout(memory_format):
-    """A batch norm per image gives instance norm's values and gradients (input, weight, bias) to fp32 rounding,
-    in the input's layout; an unbatched input takes PyTorch's own path."""
-    plain = torch.nn.InstanceNorm2d(6, affine=True)
+def _norm_pair(channels: int) -> tuple[torch.nn.InstanceNorm2d, FastInstanceNorm2d]:
+    """PyTorch's affine instance norm with random weights, and the same module swapped to the per-image one."""
+    plain = torch.nn.InstanceNorm2d(channels, affine=True)
     torch.nn.init.normal_(plain.weight)
     torch.nn.init.normal_(plain.bias)
     fast = copy.deepcopy(plain)
     fast.__class__ = FastInstanceNorm2d
+    return plain, fast
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_per_image_matches_pytorch_and_keeps_the_layout(memory_format):
+    """A batch norm per image gives instance norm's values and gradients (input, weight, bias) to fp32 rounding,
+    in the input's layout; an unbatched input takes PyTorch's own path."""
+    plain, fast = _norm_pair(6)
     x = (3 * torch.randn(3, 6, 5, 7) + 2).contiguous(memory_format=memory_format)
     grad = torch.randn(3, 6, 5, 7).contiguous(memory_format=memory_format)
     outs = []
@@ -73,9 +79,7 @@ def test_instance_norm_per_image_matches_pytorch_and_keeps_the_layout(memory_for
 
 
 def test_instance_norm_per_image_in_bf16_is_pytorchs_to_rounding():
-    plain = torch.nn.InstanceNorm2d(8, affine=True).bfloat16()
-    fast = copy.deepcopy(plain)
-    fast.__class__ = FastInstanceNorm2d
+    plain, fast = (norm.bfloat16() for norm in _norm_pair(8))
     x = torch.randn(4, 8, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     assert torch.equal(fast(x), plain(x))
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -88,10 +92,7 @@ def test_instance_norm_per_image_in_bf16_is_pytorchs_to_rounding():
 def test_instance_norm_per_image_on_bf16_maps_with_fp32_weights_as_under_autocast():
     """What a run in bf16 feeds it: a convolution's bf16 output, the norm's own weights in fp32."""
     conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(memory_format=torch.channels_last)
-    plain = torch.nn.InstanceNorm2d(8, affine=True)
-    torch.nn.init.normal_(plain.weight)
-    fast = copy.deepcopy(plain)
-    fast.__class__ = FastInstanceNorm2d
+    plain, fast = _norm_pair(8)
     x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
     results = []
     for net in (plain, fast):
