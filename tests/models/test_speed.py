@@ -90,7 +90,10 @@ def test_instance_norm_per_image_in_bf16_is_pytorchs_to_rounding():
 
 
 def test_instance_norm_per_image_on_bf16_maps_with_fp32_weights_as_under_autocast():
-    """What a run in bf16 feeds it: a convolution's bf16 output, the norm's own weights in fp32."""
+    """What a run in bf16 feeds it: a convolution's bf16 output, the norm's own weights in fp32. The output is
+    PyTorch's to one bf16 rounding step (the two layouts' kernels round differently in a few elements: 7 of 40
+    seeds)."""
+    torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(memory_format=torch.channels_last)
     plain, fast = _norm_pair(8)
     x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
@@ -101,7 +104,7 @@ def test_instance_norm_per_image_on_bf16_maps_with_fp32_weights_as_under_autocas
         out.float().square().sum().backward()
         results.append((out, net.weight.grad, net.bias.grad))
     assert results[1][0].dtype == results[0][0].dtype == torch.bfloat16
-    assert torch.equal(results[1][0], results[0][0])
+    torch.testing.assert_close(results[1][0].float(), results[0][0].float(), rtol=2**-7, atol=2**-7)
     assert results[1][1].dtype == torch.float32
     for got, want in zip(results[1][1:], results[0][1:], strict=True):
         assert _relative_difference([got], [want]) < 1e-2
