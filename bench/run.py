@@ -235,16 +235,17 @@ def plain_overrides() -> list[str]:
 def study_shapes(repeats: int, before: Path | None, cache: Path) -> dict:
     """Training steps at the CPU study preset's crop, batch and width, for its shallow and its deep net: the
     preset (compiled) against the same eager and plain fp32, and against ``before`` (a checkout of an earlier
-    commit) when given; two rounds of every arm, each figure the median over all their steps. Inductor's cache
-    starts empty in ``cache``, so the first round's first step is a compile from nothing (a net's first run on
-    a machine) and the second round's one from the cache (every later run)."""
+    commit) when given; two rounds of every arm, each figure the median over all their steps. Each depth's
+    inductor cache starts empty (a folder of its own under ``cache``: the two nets share kernels of the same
+    width), so the first round's first step is a compile from nothing (a net's first run on a machine) and the
+    second round's one from the cache (every later run)."""
     cfg = compose_config(STUDY)
     batch, crop = int(cfg.trainer.batch_size), int(cfg.trainer.crop)
     out: dict = {"study_batch": batch, "study_crop": crop, "study_width": int(cfg.model.width),
                  "study_precision": str(cfg.trainer.precision), "study_compile": str(cfg.trainer.compile).lower(),
                  "study_steps": int(cfg.trainer.epochs) * int(cfg.trainer.samples_per_epoch) // batch}
-    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache)}
     for layers in STUDY_DEPTHS:
+        env = {"TORCHINDUCTOR_CACHE_DIR": str(cache / f"d{layers}")}
         base = [*STUDY, f"depth.layers={layers}"]
         arms = {"default": (base, None), "eager": ([*base, "trainer.compile=false"], None),
                 "plain": ([*base, *plain_overrides()], None)}

@@ -73,15 +73,10 @@ def _runtime(trainer: DictConfig) -> Runtime:
 
 
 def build_network(model_cfg: DictConfig, depth_cfg: DictConfig, in_channels: int, runtime: Runtime) -> FCResNet:
-    """The configured FC-ResNet on the run's device and memory format, with the speed-ups ``trainer`` asks for.
-
-    A compiled net keeps ``nn.Dropout``: inductor fuses its mask into the kernels, and FastDropout's NumPy
-    generator is opaque to the compiler.
-    """
+    """The configured FC-ResNet on the run's device and memory format, with the speed-ups ``trainer`` asks for
+    (``Runtime.network_speedups``: a compiled net leaves dropout and instance norm to inductor)."""
     model = runtime.prepare(build_model(model_cfg, depth_cfg, in_channels))
-    eager = runtime.compile_mode is None  # a compiled net leaves dropout and instance norm to inductor
-    return apply_speedups(model, fast_dropout=runtime.fast_dropout and eager, fast_resample=runtime.fast_resample,
-                          fast_norm=runtime.fast_norm and eager)
+    return apply_speedups(model, **runtime.network_speedups())
 
 
 def build_training(cfg: DictConfig) -> TrainParts:
@@ -180,6 +175,8 @@ def run_header(mode: str, model: FCResNet, runtime: Runtime, dataset: str) -> di
         "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch."),
         "channels_last": runtime.channels_last,
         "compile": runtime.compile_mode,  # torch.compile's mode, None = eager
+        **runtime.network_speedups(),  # the module swaps in effect (fast_dropout and fast_norm: eager nets only)
+        "fused_optimizer": runtime.fused_optimizer,
         "threads": runtime.threads,
         "seed": runtime.seed,
     }

@@ -149,6 +149,14 @@ class Runtime:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
+    def network_speedups(self) -> dict[str, bool]:
+        """The module swaps this run's network gets (``models.speed.apply_speedups``' flags). A compiled net
+        keeps ``nn.Dropout`` and ``nn.InstanceNorm2d``, which inductor fuses (FastDropout's NumPy generator is
+        opaque to the compiler), so fast_dropout and fast_norm hold for eager nets only."""
+        eager = self.compile_mode is None
+        return {"fast_dropout": self.fast_dropout and eager, "fast_resample": self.fast_resample,
+                "fast_norm": self.fast_norm and eager}
+
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Move the model to the device in the run's memory format."""
         model = model.to(self.device)
@@ -158,8 +166,9 @@ class Runtime:
         """``torch.compile`` the step's model when asked for (it compiles lazily, at the first step).
 
         Dynamo's in-process caches are cleared first: a sweep's worker that trains nets of other widths one
-        after the other would otherwise recompile them with dynamic shapes, and past dynamo's recompile limit
-        fall back to eager. (Inductor's on-disk cache stays, so a net compiled before compiles in seconds.)
+        after the other would otherwise compile each as a recompile of the same forward code, and past dynamo's
+        recompile limit (8) run it eager. (Inductor's on-disk cache stays, so a net compiled before compiles in
+        seconds.)
         On CPU the generated kernels take the thread count when they run (inductor's ``cpp.dynamic_threads``),
         not the one at compile time, so a compiled run still follows the core share (``rebalance``); and the
         code that calls them is C++ (``cpp_wrapper``), not Python: a step of the CPU study's deep net launches

@@ -428,3 +428,22 @@ def test_runs_that_did_not_finish_or_never_learned_are_named():
         "class everywhere; its flat curve counts as converged, but the training failed."]
     assert unconverged_notes([flat_zero, rising, fine]) == [
         "rising had not converged (val Dice still rising over its last validations, ended by its epochs)."]
+
+
+def test_the_page_states_each_runs_compile_mode(sweep, tmp_path, capsys):
+    """The page says how the runs ran: precision, device and eager or compiled. A run written before results.json
+    had ``compile`` is read off its own trainer.compile."""
+    root = copy_sweep(sweep, tmp_path / "s")
+    older = run_of(root, "none", 1)
+    results = read_json(older / "results.json")
+    del results["compile"]
+    write_json(older / "results.json", results)
+    config = yaml.safe_load((older / ".hydra" / "config.yaml").read_text())
+    config["trainer"]["compile"] = True
+    (older / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    main([str(root), "--out", str(tmp_path / "out"), "--no-hparams"])
+    precision = read_json(run_of(root, "both", 0) / "results.json")["precision"]
+    assert f"Runs in {precision} on cpu, compiled (default); {precision} on cpu, eager." in (
+        tmp_path / "out" / "ablation.md").read_text()
+    modes = {(r["variant"], r["seed"]): r["compile"] for r in read_json(tmp_path / "out" / "ablation.json")["runs"]}
+    assert modes["none", 1] == "default" and modes["both", 0] is None

@@ -66,6 +66,15 @@ def test_fast_norm_is_for_eager_nets_only():
     assert nn.InstanceNorm2d in kinds[1] and FastInstanceNorm2d not in kinds[1]
 
 
+@pytest.mark.parametrize(("extra", "swaps"), [
+    ([], (True, True, True)), (["trainer.compile=true"], (False, True, False)), (["trainer=plain"], (False,) * 3)])
+def test_network_speedups_say_which_swaps_the_net_gets(extra, swaps):
+    """What build_network applies and results.json records: fast_dropout and fast_norm only on eager nets."""
+    runtime = Runtime.from_config(compose_config(extra).trainer)
+    assert tuple(runtime.network_speedups().values()) == swaps
+    assert list(runtime.network_speedups()) == ["fast_dropout", "fast_resample", "fast_norm"]
+
+
 @pytest.mark.slow
 def test_compiled_net_matches_the_eager_one():
     """trainer.compile=true: one forward and backward of a small net agree with eager (no dropout, fp32)."""
@@ -109,3 +118,44 @@ def test_a_compiled_cpu_net_takes_its_threads_when_it_runs():
         assert not inductor_config.cpp.dynamic_threads and not inductor_config.cpp_wrapper
         Runtime.from_config(compose_config(["trainer.device=cpu", "trainer.compile=true"]).trainer).compile(model)
         assert inductor_config.cpp.dynamic_threads and inductor_config.cpp_wrapper
+
+
+class _Widths(nn.Module):
+    """Two convolutions of a given width: nets of one class (one forward code object) that differ in shape."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, width, 3, padding=1), nn.Conv2d(width, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_compiling_nets_of_other_widths_one_after_the_other_compiles_each(monkeypatch):
+    """A sweep's worker compiles nets of other widths one after the other: Runtime.compile clears dynamo's caches
+    first, so each net gets its own graph with static shapes. Without that reset (the control) each new net
+    is a recompile of the same forward code, and past dynamo's recompile limit (8; 2 here) it runs eager."""
+    graphs: list[bool] = []  # one entry per compiled graph: whether any of its shapes is symbolic
+
+    def recorder(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        shapes = [d for x in example_inputs if isinstance(x, torch.Tensor) for d in x.shape]
+        graphs.append(any(isinstance(v, torch.SymInt) for v in [*shapes, *example_inputs]))
+        return gm.forward
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: real(model, backend=recorder))
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    runtime = Runtime.from_config(compose_config(["trainer.device=cpu", "trainer.compile=true"]).trainer)
+    x = torch.randn(1, 1, 8, 8)
+    try:
+        with _inductor_settings_restored():
+            for width in (2, 3, 4, 5):
+                runtime.compile(_Widths(width))(x)
+            assert graphs == [False] * 4
+            torch._dynamo.reset()
+            graphs.clear()
+            for width in (2, 3, 4, 5):  # the control: torch.compile without the reset
+                torch.compile(_Widths(width))(x)
+            assert len(graphs) == 2
+    finally:
+        torch._dynamo.reset()

@@ -67,14 +67,15 @@ def _link(path: Path, page: Path) -> str:
 
 def _markdown(page: Path, table: str, sweep: Sweep, n_cells: int, target: float, measure: str,
               figures: dict[str, Path], made_by: str, compared: str, unconverged: list[str]) -> str:
-    kinds = sorted({f"{r.results.get('precision', '?')} on {r.results.get('device', '?')}" for r in sweep.runs})
+    kinds = sorted({f"{r.results.get('precision', '?')} on {r.results.get('device', '?')}, "
+                    + (f"compiled ({r.compile_mode})" if r.compile_mode else "eager") for r in sweep.runs})
     made = sweep_command(sweep.root)
     lines = [f"# Ablation report: {sweep.root}", "",
              f"{len(sweep.runs)} complete training runs in {n_cells} cells "
              f"({len(sweep.left_out)} left out). Scores: mean over seeds [95% t-interval, n − 1 degrees of "
              f"freedom]; converged: runs whose val Dice had stopped rising (best of the last 3 validations within "
              f"0.005 of the best before them); target Dice {target:g}; epochs to target: mean over the seeds that "
-             f"reached it (reached/seeds). Runs in {', '.join(kinds)}.",
+             f"reached it (reached/seeds). Runs in {'; '.join(kinds)}.",
              "", "Made by:", "", "```sh", made or "# (the sweep's multirun.yaml is missing)", made_by, "```", "",
              table, "", "## The paper's comparisons, paired by seed", "", compared, ""]
     if unconverged:

@@ -55,6 +55,15 @@ class Run:
         verdict = self.results.get("converged") or convergence([h["val_dice"] for h in self.results["history"]])
         return bool(verdict["converged"])
 
+    @property
+    def compile_mode(self) -> str | None:
+        """torch.compile's mode of the run, None = eager: results.json's, else (runs written before it had one)
+        the run's own ``trainer.compile``."""
+        if "compile" in self.results:
+            return self.results["compile"]
+        flag = (self.config.get("trainer") or {}).get("compile", False)
+        return {False: None, True: "default"}.get(flag, flag)
+
     def epochs_to(self, target: float) -> int | None:
         """The epoch of the first validation with val_dice >= ``target`` (None if none reached it)."""
         return next((int(h["epoch"]) for h in self.results["history"] if h["val_dice"] >= target), None)
@@ -69,7 +78,8 @@ class Run:
         row |= {"best_val_dice": self.results["best"]["val_dice"], "best_epoch": self.results["best"]["epoch"],
                 "epochs_to_target": self.epochs_to(target), "wall_s": self.results["wall_s"],
                 "converged": self.converged, "stopped_by": self.results.get("stopped_by"),
-                "precision": self.results.get("precision"), "steps_completed": self.results.get("steps_completed")}
+                "precision": self.results.get("precision"), "compile": self.compile_mode,
+                "steps_completed": self.results.get("steps_completed")}
         return row
 
 
