@@ -491,9 +491,9 @@ def performance_page(results: dict) -> str:
             out.append(f"\nThe preset compiles its step (`trainer.compile={r['study_compile']}`). "
                        "The table gives what the compile costs and what it gives back over one study run "
                        f"({r['study_steps']:,} steps, at the step time of both rounds pooled), against the same "
-                       "preset eager (`trainer.compile=false`). *Cold* is the first compile in the bench's fresh "
-                       "inductor cache (a net's first run on a machine; the 104-layer net compiles after the "
-                       "26-layer one, into the same cache), *warm* the second, from the cache:\n")
+                       "preset eager (`trainer.compile=false`). *Cold* is each net's first compile, in a fresh "
+                       "inductor cache of its own (a net's first run on a machine), *warm* the second, from the "
+                       "cache:\n")
             out.append("| net | step, compiled against eager | compile, cold | compile, warm | "
                        "one run against eager, cold | one run against eager, warm |")
             out.append("| --- | ---: | ---: | ---: | ---: | ---: |")

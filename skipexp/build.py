@@ -93,7 +93,10 @@ def build_training(cfg: DictConfig) -> TrainParts:
                                            budget=loop.budget_s > 0)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     header = {**run_header("train", model, runtime, data.name), "world_size": runtime.dist.world_size,
-              "batch_size": loop.batch_size, "budget_min": loop.budget_min}
+              "batch_size": loop.batch_size, "budget_min": loop.budget_min,
+              "compile": runtime.compile_mode,  # torch.compile's mode, None = eager (eval and predict run eager)
+              **runtime.network_speedups(),  # the module swaps in effect (fast_dropout and fast_norm: eager nets)
+              "fused_optimizer": runtime.fused_optimizer}
     gradflow = GradFlow.from_config(cfg.gradflow, model, runtime.dist.is_main)
     # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
     stream = SampleStream(len(data.train), per_epoch, runtime.seed)
@@ -174,9 +177,6 @@ def run_header(mode: str, model: FCResNet, runtime: Runtime, dataset: str) -> di
         "device": str(runtime.device),
         "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch."),
         "channels_last": runtime.channels_last,
-        "compile": runtime.compile_mode,  # torch.compile's mode, None = eager
-        **runtime.network_speedups(),  # the module swaps in effect (fast_dropout and fast_norm: eager nets only)
-        "fused_optimizer": runtime.fused_optimizer,
         "threads": runtime.threads,
         "seed": runtime.seed,
     }

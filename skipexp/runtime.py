@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from skipexp import checks, cores
+from skipexp import checks, cores, rundir
 from skipexp.distributed import Distributed
 from skipexp.errors import ConfigError
 
@@ -109,7 +109,7 @@ class Runtime:
                                         "cores) or a count of threads")
         threads = asked or cores.thread_share(usable_cores(), dist.local_world_size * parallel_jobs())
         compile_flag = checks.one_of("trainer", trainer, "compile", (False, True, *COMPILE_MODES))  # 1 is not true
-        compile_mode = {False: None, True: "default"}.get(compile_flag, compile_flag)
+        compile_mode = rundir.compile_mode(compile_flag)
         flag = functools.partial(checks.boolean, "trainer", trainer)
         return cls(device=device, amp_dtype=PRECISIONS[precision], channels_last=flag("channels_last"),
                    seed=checks.non_negative_int("trainer", trainer, "seed"), threads=threads, dist=dist,

@@ -64,6 +64,7 @@ def test_summary_counts_depth_without_training(tmp_path):
     run_cli(["mode=summary", "depth=paper", "hydra.run.dir=s"], tmp_path)
     header = json.loads((tmp_path / "s" / "results.json").read_text())
     assert header["depth_layers"] == 140 and header["mode"] == "summary"
+    assert not {"compile", "fast_norm", "fused_optimizer"} & set(header)  # it trains nothing: no speed-ups ran
     assert not (tmp_path / "s" / "checkpoints").exists()
 
 

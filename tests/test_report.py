@@ -430,7 +430,7 @@ def test_runs_that_did_not_finish_or_never_learned_are_named():
         "rising had not converged (val Dice still rising over its last validations, ended by its epochs)."]
 
 
-def test_the_page_states_each_runs_compile_mode(sweep, tmp_path, capsys):
+def test_the_page_states_each_runs_compile_mode(sweep, tmp_path):
     """The page says how the runs ran: precision, device and eager or compiled. A run written before results.json
     had ``compile`` is read off its own trainer.compile."""
     root = copy_sweep(sweep, tmp_path / "s")

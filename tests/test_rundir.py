@@ -2,7 +2,7 @@
 
 import pytest
 
-from skipexp.rundir import convergence, early_stop_due
+from skipexp.rundir import compile_mode, convergence, early_stop_due
 
 
 def test_convergence_compares_the_last_validations_with_the_best_before_them():
@@ -21,3 +21,8 @@ def test_convergence_compares_the_last_validations_with_the_best_before_them():
 def test_early_stop_rule():
     assert not early_stop_due(10, 5, 0)  # patience 0: never
     assert early_stop_due(10, 5, 5) and not early_stop_due(9, 5, 5)
+
+
+@pytest.mark.parametrize(("flag", "mode"), [(False, None), (True, "default"), ("max-autotune", "max-autotune")])
+def test_compile_mode_names_what_trainer_compile_asks_for(flag, mode):
+    assert compile_mode(flag) == mode

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -41,29 +44,18 @@ def test_allocator_modes_keep_or_return_freed_tensor_memory(mode, returned):
     assert (kept_mb < 64) if returned else (kept_mb > 200)
 
 
-def test_fast_dropout_is_for_eager_nets_only():
-    """An eager net gets FastDropout and the other speed-ups; a compiled one keeps nn.Dropout, whose mask
-    inductor fuses, and the plain modules."""
-    eager = Runtime.from_config(compose_config(["model.width=4"]).trainer)
-    compiled = Runtime.from_config(compose_config(["model.width=4", "trainer.compile=true"]).trainer)
-    cfg = compose_config(["model.width=4"])
-    kinds = [{type(m) for m in build_network(cfg.model, cfg.depth, 1, runtime).modules()}
-             for runtime in (eager, compiled)]
-    assert FastDropout in kinds[0] and nn.Dropout not in kinds[0]
-    assert nn.Dropout in kinds[1] and FastDropout not in kinds[1]
-    assert FusedBottleneck in kinds[0] and FusedBottleneck not in kinds[1] and Bottleneck in kinds[1]
-
-
-def test_fast_norm_is_for_eager_nets_only():
-    """An eager instance-norm net gets the per-image norm; a compiled one keeps nn.InstanceNorm2d, which inductor
-    fuses."""
+def test_the_dropout_and_norm_swaps_are_for_eager_nets_only():
+    """An eager net gets FastDropout (with the fused bottleneck) and the per-image norm; a compiled one keeps
+    nn.Dropout, whose mask inductor fuses, nn.InstanceNorm2d, which inductor fuses, and the plain bottleneck."""
     from skipexp.models.speed import FastInstanceNorm2d
 
-    cfg = compose_config(["model.width=4", "model.norm=instance"])
-    kinds = [{type(m) for m in build_network(cfg.model, cfg.depth, 1, Runtime.from_config(
-        compose_config(["model.width=4", *extra]).trainer)).modules()} for extra in ([], ["trainer.compile=true"])]
-    assert FastInstanceNorm2d in kinds[0] and nn.InstanceNorm2d not in kinds[0]
-    assert nn.InstanceNorm2d in kinds[1] and FastInstanceNorm2d not in kinds[1]
+    cfg = compose_config(["model.width=4", "model.norm=instance", "model.dropout=0.1"])  # dropout pinned on
+    eager, compiled = ({type(m) for m in build_network(cfg.model, cfg.depth, 1, Runtime.from_config(
+        compose_config(["model.width=4", *extra]).trainer)).modules()} for extra in ([], ["trainer.compile=true"]))
+    assert {FastDropout, FastInstanceNorm2d, FusedBottleneck} <= eager
+    assert not {nn.Dropout, nn.InstanceNorm2d} & eager
+    assert {nn.Dropout, nn.InstanceNorm2d, Bottleneck} <= compiled
+    assert not {FastDropout, FastInstanceNorm2d, FusedBottleneck} & compiled
 
 
 @pytest.mark.parametrize(("extra", "swaps"), [
@@ -133,14 +125,19 @@ class _Widths(nn.Module):
 
 def test_compiling_nets_of_other_widths_one_after_the_other_compiles_each(monkeypatch):
     """A sweep's worker compiles nets of other widths one after the other: Runtime.compile clears dynamo's caches
-    first, so each net gets its own graph with static shapes. Without that reset (the control) each new net
-    is a recompile of the same forward code, and past dynamo's recompile limit (8; 2 here) it runs eager."""
-    graphs: list[bool] = []  # one entry per compiled graph: whether any of its shapes is symbolic
+    first, so each net runs through a graph of its own. Without that reset (the control) each new net is a
+    recompile of the same forward code, and past dynamo's recompile limit (8; 2 here) it runs eager."""
+    graph_calls: list[int] = []  # per compiled graph: how many forward calls ran through it
 
-    def recorder(gm: torch.fx.GraphModule, example_inputs: list) -> object:
-        shapes = [d for x in example_inputs if isinstance(x, torch.Tensor) for d in x.shape]
-        graphs.append(any(isinstance(v, torch.SymInt) for v in [*shapes, *example_inputs]))
-        return gm.forward
+    def recorder(gm: torch.fx.GraphModule, example_inputs: list) -> Callable[..., Any]:
+        index = len(graph_calls)
+        graph_calls.append(0)
+
+        def counted(*args: Any) -> Any:
+            graph_calls[index] += 1
+            return gm.forward(*args)
+
+        return counted
 
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: real(model, backend=recorder))
@@ -151,11 +148,11 @@ def test_compiling_nets_of_other_widths_one_after_the_other_compiles_each(monkey
         with _inductor_settings_restored():
             for width in (2, 3, 4, 5):
                 runtime.compile(_Widths(width))(x)
-            assert graphs == [False] * 4
+            assert graph_calls == [1, 1, 1, 1]
             torch._dynamo.reset()
-            graphs.clear()
+            graph_calls.clear()
             for width in (2, 3, 4, 5):  # the control: torch.compile without the reset
                 torch.compile(_Widths(width))(x)
-            assert len(graphs) == 2
+            assert graph_calls == [1, 1]  # the last two nets ran eager, through no graph
     finally:
         torch._dynamo.reset()

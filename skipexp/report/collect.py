@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from skipexp.errors import UserError
-from skipexp.rundir import RESULTS, SUMMARY, convergence, early_stop_due, variant_name
+from skipexp.rundir import RESULTS, SUMMARY, compile_mode, convergence, early_stop_due, variant_name
 
 RECORD_KEYS = ("epoch", "val_loss", "val_dice", "val_vrand", "val_vinfo")  # read from every validation record
 REQUIRED = ("depth_layers", "seed", "epochs_completed", "best", "final", "wall_s")  # besides the variant
@@ -61,8 +61,7 @@ class Run:
         the run's own ``trainer.compile``."""
         if "compile" in self.results:
             return self.results["compile"]
-        flag = (self.config.get("trainer") or {}).get("compile", False)
-        return {False: None, True: "default"}.get(flag, flag)
+        return compile_mode((self.config.get("trainer") or {}).get("compile", False))
 
     def epochs_to(self, target: float) -> int | None:
         """The epoch of the first validation with val_dice >= ``target`` (None if none reached it)."""
