@@ -132,6 +132,7 @@ def test_each_variant_trains(tmp_path, variant, long_skip, short_skip):
     assert results["epochs_completed"] == 1 and set(SCORES) <= set(results["final"])
 
 
+@pytest.mark.slow  # about 20 s: moved out of `make test` to keep it under 10 minutes
 def test_the_variant_is_named_by_its_switches_not_by_its_config_file(tmp_path):
     """``model=both model.short_skip=false`` trains with long skips only: its folder, results.json and the report
     call it long_only, and resuming it as ``model=long_only`` continues the same network."""
@@ -151,6 +152,7 @@ def test_the_variant_is_named_by_its_switches_not_by_its_config_file(tmp_path):
     assert json.loads((tmp_path / "s" / "results.json").read_text())["model"] == "short_only", summary.stderr
 
 
+@pytest.mark.slow  # about 20 s: moved out of `make test` to keep it under 10 minutes
 def test_same_seed_gives_the_same_metrics(tmp_path):
     from tests.conftest import TINY
 

@@ -79,6 +79,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_ends_identical(tmp_path, ref
     assert_same_run(tmp_path / "run", reference)
 
 
+@pytest.mark.slow  # about 20 s: moved out of `make test` to keep it under 10 minutes
 def test_a_broken_newest_checkpoint_falls_back_to_the_one_before(tmp_path, reference):
     run_cli([*RUN, "trainer.epochs=3", "hydra.run.dir=run"], tmp_path)  # an interrupted run: 3 of 4 epochs
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"truncated")
@@ -130,6 +131,7 @@ def test_results_json_is_only_written_after_the_checkpoint_that_holds_it(tmp_pat
     assert seen == [True] * 4  # every epoch validates: each results.json follows a checkpoint holding it
 
 
+@pytest.mark.slow  # about 20 s: moved out of `make test` to keep it under 10 minutes
 def test_resume_auto_rewrites_results_lost_after_the_last_checkpoint(tmp_path, reference):
     """A kill after the final checkpoint but before results.json: resume=auto writes it back from the checkpoint."""
     run_cli([*RUN, "hydra.run.dir=run"], tmp_path)
