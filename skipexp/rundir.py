@@ -32,7 +32,9 @@ def variant_name(long_skip: bool, short_skip: bool) -> str:
 def compile_mode(flag: bool | str) -> str | None:
     """torch.compile's mode that ``trainer.compile`` asks for, None = eager (``true`` is the default mode); as
     results.json's ``compile`` records it and the report reads it off runs written before that key."""
-    return {False: None, True: "default"}.get(flag, flag)  # type: ignore[arg-type]
+    if flag is True:
+        return "default"
+    return flag or None
 
 
 def early_stop_due(epoch: int, best_epoch: int, patience: int) -> bool:

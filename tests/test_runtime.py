@@ -49,9 +49,10 @@ def test_the_dropout_and_norm_swaps_are_for_eager_nets_only():
     nn.Dropout, whose mask inductor fuses, nn.InstanceNorm2d, which inductor fuses, and the plain bottleneck."""
     from skipexp.models.speed import FastInstanceNorm2d
 
-    cfg = compose_config(["model.width=4", "model.norm=instance", "model.dropout=0.1"])  # dropout pinned on
-    eager, compiled = ({type(m) for m in build_network(cfg.model, cfg.depth, 1, Runtime.from_config(
-        compose_config(["model.width=4", *extra]).trainer)).modules()} for extra in ([], ["trainer.compile=true"]))
+    base = ["model.width=4", "model.norm=instance", "model.dropout=0.1"]  # dropout pinned on
+    configs = (compose_config([*base, *extra]) for extra in ([], ["trainer.compile=true"]))
+    eager, compiled = ({type(m) for m in build_network(cfg.model, cfg.depth, 1, Runtime.from_config(cfg.trainer))
+                        .modules()} for cfg in configs)
     assert {FastDropout, FastInstanceNorm2d, FusedBottleneck} <= eager
     assert not {nn.Dropout, nn.InstanceNorm2d} & eager
     assert {nn.Dropout, nn.InstanceNorm2d, Bottleneck} <= compiled
