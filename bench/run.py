@@ -99,15 +99,39 @@ def train_step_fn(cfg, batch: int, size: int = SIZE):
     return step, model, image, runtime
 
 
+COMPILED_GRAPH = "## Call CompiledFxGraph"  # how torch.profiler names a call of one of inductor's compiled graphs
+
+
+def graph_names(events) -> dict[str, str]:
+    """Readable names for the compiled graphs among a profile's ``events``: inductor names each by a hash, so
+    each is named "compiled forward graph" or "compiled backward graph" by whether it ran inside autograd's
+    backward pass (numbered in the order they ran where a direction has more than one)."""
+    found: dict[str, str] = {}
+    for event in events:
+        if event.name.startswith(COMPILED_GRAPH) and event.name not in found:
+            parent, backward = event.cpu_parent, False
+            while parent is not None and not backward:
+                backward, parent = "Backward" in parent.name, parent.cpu_parent
+            found[event.name] = "backward" if backward else "forward"
+    names = {}
+    for direction in ("forward", "backward"):
+        graphs = [name for name, d in found.items() if d == direction]
+        for i, name in enumerate(graphs, 1):
+            names[name] = f"compiled {direction} graph" + (f" {i}" if len(graphs) > 1 else "")
+    return names
+
+
 def self_times(step) -> dict[str, float]:
-    """Self time (ms) per op name in one call of ``step``, from torch.profiler, most first."""
+    """Self time (ms) per op name in one call of ``step``, from torch.profiler, most first; a compiled step's
+    graphs are named by ``graph_names``."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof:
         step()
     device_time = torch.cuda.is_available()
-    times = {e.key: (e.self_device_time_total if device_time else e.self_cpu_time_total) / 1000
+    names = graph_names(prof.events())
+    times = {names.get(e.key, e.key): (e.self_device_time_total if device_time else e.self_cpu_time_total) / 1000
              for e in prof.key_averages()}
     return dict(sorted(times.items(), key=lambda kv: -kv[1]))
 
@@ -147,10 +171,12 @@ def child(kind: str, overrides: list[str], batch: int, repeats: int, size: int =
            "peak_mb": peak_mb, "step_mb": peak_mb - before_mb,
            "precision": "fp32" if runtime.amp_dtype is None else str(runtime.amp_dtype).removeprefix("torch.")}
     if (batch == 1 and kind in ("plain", "default")) or kind.startswith("study"):
+        # the profile first: a compiled step run under the FLOP counter's dispatch mode may leave dynamo running
+        # later steps through other code than the compiled graphs timed above
+        out["profile"] = top_ops(step)
         with FlopCounterMode(display=False) as counter:
             step()
         out["flops"] = counter.get_total_flops()
-        out["profile"] = top_ops(step)
     return out
 
 
@@ -502,8 +528,8 @@ def performance_page(results: dict) -> str:
                 out.append(f"| {layers} layers | {r[f'{k}_vs_eager']:.2f}x | {r[f'{k}_compile_cold_s']:.0f} s | "
                            f"{r[f'{k}_compile_warm_s']:.0f} s | {r[f'{k}_run_vs_eager_cold']:.2f}x | "
                            f"{r[f'{k}_run_vs_eager_warm']:.2f}x |")
-        out.append("\nThe ops with the most self time in the deep net's step, the preset (ms; profiled after a step "
-                   "under the FLOP counter, and for a compiled step possibly not the compiled kernels): "
+        out.append("\nThe ops with the most self time in one step of the deep net, the preset, in the process "
+                   "that compiled it (ms; a compiled graph's self time includes the oneDNN convolutions it calls): "
                    + ", ".join(f"`{op}` {ms:.0f}" for op, ms in r["study_d104_profile_ms"]) + ".")
 
     if has("shared_default_slowdown"):

@@ -57,6 +57,22 @@ def test_conv_shapes_are_the_3x3_convolutions_the_net_runs():
     assert rates["forward"] > 0 and rates["backward"] > 0
 
 
+def test_compiled_graphs_are_named_by_the_pass_they_ran_in():
+    from types import SimpleNamespace as Event
+
+    step = Event(name="ProfilerStep", cpu_parent=None)
+    backward = Event(name="autograd::engine::evaluate_function: CompiledFunctionBackward", cpu_parent=step)
+    events = [Event(name="## Call CompiledFxGraph aaa ##", cpu_parent=step),
+              Event(name="aten::mkldnn_convolution", cpu_parent=step),
+              Event(name="## Call CompiledFxGraph bbb ##", cpu_parent=Event(name="CompiledFunctionBackward",
+                                                                          cpu_parent=backward)),
+              Event(name="## Call CompiledFxGraph ccc ##", cpu_parent=step),
+              Event(name="## Call CompiledFxGraph aaa ##", cpu_parent=step)]  # a second call of the first graph
+    assert bench.graph_names(events) == {"## Call CompiledFxGraph aaa ##": "compiled forward graph 1",
+                                         "## Call CompiledFxGraph ccc ##": "compiled forward graph 2",
+                                         "## Call CompiledFxGraph bbb ##": "compiled backward graph"}
+
+
 def test_plain_overrides_win_over_a_presets_trainer_keys():
     from skipexp.config import compose_config
 
