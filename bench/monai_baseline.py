@@ -68,7 +68,7 @@ def run(budget_min: float, out: Path, overrides: list[str]) -> dict:
     if parts.runtime.channels_last:
         net = net.to(memory_format=torch.channels_last)
     parts.model = net
-    parts.optimizer, parts.scheduler = build_optimizer(cfg.optimizer, net.parameters(), parts.loop.epochs,
+    parts.optimizer, parts.scheduler = build_optimizer(cfg.optimizer, net, parts.loop.epochs,
                                                        parts.runtime.fused_optimizer, budget=budget_min > 0)
     parts.header = {**parts.header, "model": "monai_unet", "long_skip": True, "short_skip": True,
                     "block": f"monai residual units x{RES_UNITS}", "width": CHANNELS[0], "n_simple_blocks": None,

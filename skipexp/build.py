@@ -89,14 +89,15 @@ def build_training(cfg: DictConfig) -> TrainParts:
     per_epoch = loop.check_batches(len(data.train), runtime.dist.world_size)
     runtime.dist.init(runtime.device)
     model = build_network(cfg.model, cfg.depth, data.in_channels, runtime)
-    optimizer, scheduler = build_optimizer(cfg.optimizer, model.parameters(), loop.epochs, runtime.fused_optimizer,
+    optimizer, scheduler = build_optimizer(cfg.optimizer, model, loop.epochs, runtime.fused_optimizer,
                                            budget=loop.budget_s > 0)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     header = {**run_header("train", model, runtime, data.name), "world_size": runtime.dist.world_size,
               "batch_size": loop.batch_size, "budget_min": loop.budget_min,
               "compile": runtime.compile_mode,  # torch.compile's mode, None = eager (eval and predict run eager)
               **runtime.network_speedups(),  # the module swaps in effect (fast_dropout and fast_norm: eager nets)
-              "fused_optimizer": runtime.fused_optimizer}
+              "fused_optimizer": runtime.fused_optimizer,
+              "weight_decay_on": check_optimizer(cfg.optimizer).decay_on}
     gradflow = GradFlow.from_config(cfg.gradflow, model, runtime.dist.is_main)
     # an epoch draws samples_per_epoch samples (0 = one pass), in fresh permutations of the training set
     stream = SampleStream(len(data.train), per_epoch, runtime.seed)

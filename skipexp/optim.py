@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,10 @@ from skipexp.tensors import layout_of
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("step", "cosine", "none")
-_COMMON_KEYS = ("name", "lr", "weight_decay", "schedule", "step_epochs", "gamma")
+DECAY_ON = ("kernels", "all")  # optimizer.weight_decay_on: the weights of convolutions only, or every parameter
+KERNEL_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+                  torch.nn.ConvTranspose3d, torch.nn.Linear)  # whose ``weight`` weight_decay_on=kernels decays
+_COMMON_KEYS = ("name", "lr", "weight_decay", "weight_decay_on", "schedule", "step_epochs", "gamma")
 OPTIMIZER_KEYS = {  # what each optimizer reads (conf/optimizer/NAME.yaml)
     "rmsprop": (*_COMMON_KEYS, "alpha", "eps", "momentum"),
     "adam": (*_COMMON_KEYS, "betas", "eps"),
@@ -124,6 +127,7 @@ class OptimizerSettings:
     name: str
     hyper: dict[str, Any]  # lr, weight_decay and the optimizer's own: alpha, betas, eps, momentum, nesterov
     schedule: str
+    decay_on: str = "kernels"  # which parameters weight_decay applies to (DECAY_ON; ``decay_groups``)
     step_epochs: int = 0  # step schedule only
     gamma: float = 1.0  # step schedule only
 
@@ -137,6 +141,7 @@ def check_optimizer(cfg: Mapping[str, Any]) -> OptimizerSettings:
         "lr": checks.positive_number("optimizer", cfg, "lr", example=1e-3),
         "weight_decay": checks.non_negative_number("optimizer", cfg, "weight_decay", example=1e-4),
     }
+    decay_on = checks.one_of("optimizer", cfg, "weight_decay_on", DECAY_ON)
     if name == "rmsprop":
         hyper.update(alpha=_rate(cfg, "alpha", 0.9), eps=_eps(cfg), momentum=_rate(cfg, "momentum", 0.9))
     elif name == "adam":
@@ -148,8 +153,9 @@ def check_optimizer(cfg: Mapping[str, Any]) -> OptimizerSettings:
                               "optimizer.momentum=0.9, or optimizer.nesterov=false.")
     schedule = checks.one_of("optimizer", cfg, "schedule", SCHEDULES)
     if schedule != "step":
-        return OptimizerSettings(name, hyper, schedule)
-    return OptimizerSettings(name, hyper, schedule, checks.positive_int("optimizer", cfg, "step_epochs", example=200),
+        return OptimizerSettings(name, hyper, schedule, decay_on)
+    return OptimizerSettings(name, hyper, schedule, decay_on,
+                             checks.positive_int("optimizer", cfg, "step_epochs", example=200),
                              checks.positive_number("optimizer", cfg, "gamma", example=0.1))
 
 
@@ -203,15 +209,36 @@ class BudgetLR(torch.optim.lr_scheduler.LRScheduler):
         self.step()
 
 
-def build_optimizer(cfg: Mapping[str, Any], params: Iterable[torch.nn.Parameter], epochs: int, fused: bool = False,
+def decay_groups(model: torch.nn.Module, decay_on: str) -> list[dict[str, Any]]:
+    """``model``'s parameters as the optimizer's groups: with ``decay_on="kernels"`` the weights of its
+    convolutions (and linear layers) in the first group, which takes ``weight_decay``, and every other parameter
+    (biases, norm weights) in a second with none; with ``"all"`` one group, every parameter decayed.
+
+    The authors put Keras' ``l2(1e-4)`` on conv kernels only. Decaying norm weights and biases too, under
+    RMSprop, pulls them to 0 wherever the loss's own gradient on them is small (RMSprop divides the decay term
+    by its own size, so it moves them by about the lr a step); a norm whose weight and bias are 0 outputs 0, the
+    ReLU after it passes no gradient, and the channel stays dead (docs/isbi-cpu.md measures it).
+    """
+    params = list(model.parameters())
+    if decay_on == "all":
+        return [{"params": params}]
+    kernels = {id(m.weight) for m in model.modules() if isinstance(m, KERNEL_MODULES)}
+    return [{"params": [p for p in params if id(p) in kernels]},
+            {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0}]
+
+
+def build_optimizer(cfg: Mapping[str, Any], model: torch.nn.Module, epochs: int, fused: bool = False,
                     budget: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The optimizer and its per-epoch lr scheduler; ``fused`` (``trainer.fused_optimizer``) picks a one-pass update;
-    ``budget`` (a run with ``trainer.budget_min``) spreads the schedule over the budget instead (``BudgetLR``).
+    """The optimizer of ``model``'s parameters and its per-epoch lr scheduler; ``fused``
+    (``trainer.fused_optimizer``) picks a one-pass update; ``budget`` (a run with ``trainer.budget_min``) spreads
+    the schedule over the budget instead (``BudgetLR``).
 
     Weight decay is added to the gradient (PyTorch's ``weight_decay``), which is
-    an L2 penalty of weight_decay/2 * |w|^2 on the loss.
+    an L2 penalty of weight_decay/2 * |w|^2 on the loss, on the parameters
+    ``optimizer.weight_decay_on`` names (``decay_groups``).
     """
     settings = check_optimizer(cfg)
+    params = decay_groups(model, settings.decay_on)
     if settings.name == "rmsprop":
         opt = (FusedRMSprop if fused else torch.optim.RMSprop)(params, **settings.hyper, foreach=True)
     elif settings.name == "adam":

@@ -34,6 +34,7 @@ def test_train_writes_the_run_folder_contract(trained):
     assert results["params"] > 0 and results["wall_s"] > 0
     assert [results[k] for k in ("compile", "fast_dropout", "fast_resample", "fast_norm", "fused_optimizer")] == [
         None, True, True, True, True]  # the defaults' speed-ups, in effect on an eager net
+    assert results["weight_decay_on"] == "kernels"
     assert (run / ".hydra" / "config.yaml").is_file()
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
     assert any((run / "tb").glob("events.out.tfevents.*"))

@@ -48,6 +48,7 @@ def test_numeric_depth_overrides_become_layer_counts():
 def test_defaults_are_the_papers_recipe_where_it_matters():
     cfg = compose_config()
     assert cfg.optimizer.name == "rmsprop" and cfg.optimizer.lr == 1e-3 and cfg.optimizer.weight_decay == 1e-4
+    assert cfg.optimizer.weight_decay_on == "kernels"  # the authors decayed conv kernels only
     assert cfg.trainer.loss == "dice" and cfg.model.dropout == 0.1 and cfg.model.merge == "sum"
 
 
@@ -77,6 +78,7 @@ def test_experiment_presets_pin_their_study():
     assert (paper.depth.layers, paper.model.width, paper.trainer.epochs, paper.trainer.patience) == (140, 32, 500, 200)
     assert paper.optimizer.name == "rmsprop" and paper.optimizer.step_epochs == 200 and paper.trainer.crop == 0
     assert paper.trainer.precision == "fp32"  # as the authors trained, pinned
+    assert (paper.optimizer.weight_decay, paper.optimizer.weight_decay_on) == (2e-4, "kernels")  # Keras' l2(1e-4)
 
 
 def test_ablation_presets_pin_their_grid():

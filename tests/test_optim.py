@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from skipexp.config import compose_config
-from skipexp.optim import FusedRMSprop, build_optimizer, check_optimizer
+from skipexp.optim import FusedRMSprop, build_optimizer, check_optimizer, decay_groups
 
 HYPER = dict(lr=1e-2, alpha=0.9, eps=1e-8, weight_decay=1e-3, foreach=True)
 
@@ -105,11 +105,11 @@ def test_steps_aside_where_the_kernel_does_not_apply(change: str):
 
 
 def test_build_optimizer_fuses_on_request():
-    params = list(_net(torch.float32).parameters())
+    net = _net(torch.float32)
     for name in ("rmsprop", "adam", "sgd"):
         cfg = compose_config([f"optimizer={name}"]).optimizer
-        plain, _ = build_optimizer(cfg, params, 1)
-        fused, _ = build_optimizer(cfg, params, 1, fused=True)
+        plain, _ = build_optimizer(cfg, net, 1)
+        fused, _ = build_optimizer(cfg, net, 1, fused=True)
         assert not isinstance(plain, FusedRMSprop) and plain.defaults["foreach"]
         if name == "rmsprop":
             assert isinstance(fused, FusedRMSprop)
@@ -137,8 +137,8 @@ def test_fused_adam_and_sgd_update_channels_last_weights_as_foreach_does(name: s
     """PyTorch's fused kernels walk memory; on channels-last weights they must still match the foreach update."""
     cfg = compose_config([f"optimizer={name}"]).optimizer
     ref, fused = _net(), _net()
-    ref_opt, _ = build_optimizer(cfg, ref.parameters(), 1)
-    fused_opt, _ = build_optimizer(cfg, fused.parameters(), 1, fused=True)
+    ref_opt, _ = build_optimizer(cfg, ref, 1)
+    fused_opt, _ = build_optimizer(cfg, fused, 1, fused=True)
     _train(ref, ref_opt, 5)
     _train(fused, fused_opt, 5)
     _assert_same(ref, fused, rtol=1e-10, atol=1e-13)
@@ -160,6 +160,7 @@ def test_a_group_added_later_is_updated_as_rmsprop_does():
 
 WRONG = {  # optimizer: key: values a user might type, each of which must be refused
     "rmsprop": {"name": ["5", "adamw"], "lr": ["abc", "true", "0", "-1.0"], "weight_decay": ["abc", "true", "-1.0"],
+                "weight_decay_on": ["5", "norms", "null"],
                 "alpha": ["abc", "true", "-1.0", "1.0", "1.5"], "eps": ["abc", "true", "0", "-1.0"],
                 "momentum": ["abc", "true", "-1.0", "1"], "schedule": ["5", "linear", "null"],
                 "step_epochs": ["abc", "1.5", "true", "0", "-1"], "gamma": ["abc", "true", "0", "-1.0"]},
@@ -191,7 +192,7 @@ def test_a_wrong_value_is_one_sentence_naming_the_key(name, key, text):
     message = str(err.value)
     assert f"optimizer.{key}" in message and "\n" not in message and message.endswith("."), message
     with pytest.raises(ConfigError):
-        build_optimizer(cfg, _net().parameters(), 1)  # the same check, before anything is built
+        build_optimizer(cfg, _net(), 1)  # the same check, before anything is built
 
 
 def test_keys_of_another_optimizer_and_nesterov_without_momentum_are_refused():
@@ -208,7 +209,7 @@ def test_the_checked_settings_are_what_the_optimizer_gets(name):
     cfg = compose_config([f"optimizer={name}", "optimizer.schedule=cosine", "optimizer.step_epochs=abc"]).optimizer
     settings = check_optimizer(cfg)  # step_epochs is read by the step schedule only
     assert settings.schedule == "cosine" and settings.hyper["lr"] == cfg.lr
-    opt, sched = build_optimizer(cfg, _net(torch.float32).parameters(), 5)
+    opt, sched = build_optimizer(cfg, _net(torch.float32), 5)
     assert all(opt.defaults[key] == value for key, value in settings.hyper.items())
     assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR)
 
@@ -221,7 +222,7 @@ def test_the_checked_settings_are_what_the_optimizer_gets(name):
 def test_a_budget_spreads_the_schedule_over_the_fraction_spent(schedule, expected):
     cfg = compose_config([f"optimizer.schedule={schedule}", "optimizer.step_epochs=5", "optimizer.gamma=0.1"])
     net = _net()
-    opt, sched = build_optimizer(cfg.optimizer, net.parameters(), epochs=10, budget=True)
+    opt, sched = build_optimizer(cfg.optimizer, net, epochs=10, budget=True)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
     for fraction, factor in expected.items():
         _train(net, opt, 1)
@@ -238,3 +239,26 @@ def _saved(state: dict) -> object:
     torch.save(state, buffer)
     buffer.seek(0)
     return buffer
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_weight_decay_on_kernels_leaves_biases_and_norm_weights_alone(fused):
+    """With no gradient from the loss, decay alone moves the parameters: only the conv weights may move."""
+    cfg = compose_config(["optimizer.weight_decay=0.1"]).optimizer
+    net = _net()
+    opt, _ = build_optimizer(cfg, net, 1, fused=fused)
+    before = copy.deepcopy(net.state_dict())
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    moved = {name for name, value in net.state_dict().items() if not torch.equal(value, before[name])}
+    assert moved == {"0.weight", "3.weight"}  # the two convs' kernels; not their biases, nor BatchNorm's
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+def test_weight_decay_on_all_decays_every_parameter_in_one_group():
+    net = _net()
+    kernels_first = decay_groups(net, "kernels")
+    assert [len(g["params"]) for g in kernels_first] == [2, 4]  # 2 conv weights; 2 conv biases, BN weight and bias
+    everything = decay_groups(net, "all")
+    assert len(everything) == 1 and everything[0]["params"] == list(net.parameters())

@@ -430,20 +430,24 @@ def test_runs_that_did_not_finish_or_never_learned_are_named():
         "rising had not converged (val Dice still rising over its last validations, ended by its epochs)."]
 
 
-def test_the_page_states_each_runs_compile_mode(sweep, tmp_path):
-    """The page says how the runs ran: precision, device and eager or compiled. A run written before results.json
-    had ``compile`` is read off its own trainer.compile."""
+def test_the_page_states_each_runs_compile_mode_and_weight_decay(sweep, tmp_path):
+    """The page says how the runs ran: precision, device, eager or compiled, and which parameters were decayed. A
+    run written before results.json had ``compile`` and ``weight_decay_on`` is read off its own config, where a
+    run from before optimizer.weight_decay_on decayed every parameter."""
     root = copy_sweep(sweep, tmp_path / "s")
     older = run_of(root, "none", 1)
     results = read_json(older / "results.json")
-    del results["compile"]
+    del results["compile"], results["weight_decay_on"]
     write_json(older / "results.json", results)
     config = yaml.safe_load((older / ".hydra" / "config.yaml").read_text())
     config["trainer"]["compile"] = True
+    del config["optimizer"]["weight_decay_on"]
     (older / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     main([str(root), "--out", str(tmp_path / "out"), "--no-hparams"])
     precision = read_json(run_of(root, "both", 0) / "results.json")["precision"]
-    assert f"Runs in {precision} on cpu, compiled (default); {precision} on cpu, eager." in (
+    assert (f"Runs in {precision} on cpu, compiled (default), weight decay on every parameter (norm weights and "
+            f"biases too); {precision} on cpu, eager, weight decay on the conv kernels only.") in (
         tmp_path / "out" / "ablation.md").read_text()
-    modes = {(r["variant"], r["seed"]): r["compile"] for r in read_json(tmp_path / "out" / "ablation.json")["runs"]}
-    assert modes["none", 1] == "default" and modes["both", 0] is None
+    runs = {(r["variant"], r["seed"]): r for r in read_json(tmp_path / "out" / "ablation.json")["runs"]}
+    assert runs["none", 1]["compile"] == "default" and runs["both", 0]["compile"] is None
+    assert runs["none", 1]["weight_decay_on"] == "all" and runs["both", 0]["weight_decay_on"] == "kernels"

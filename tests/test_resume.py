@@ -95,6 +95,25 @@ def test_resume_refuses_a_different_network_in_one_sentence(tmp_path):
     assert "is of a different network (model.width 4 vs 8)" in proc.stderr
 
 
+def test_a_checkpoint_from_before_weight_decay_on_resumes_only_as_it_was_trained(tmp_path):
+    """A run from before optimizer.weight_decay_on decayed every parameter, in one parameter group; resumed under
+    the default (kernels only, two groups) it is refused in one sentence with the fix, and resumes with the fix."""
+    run_cli([*RUN, "trainer.epochs=1", "optimizer.weight_decay_on=all", "hydra.run.dir=run"], tmp_path)
+    overrides = tmp_path / "run" / ".hydra" / "overrides.yaml"  # made to look like such a run's
+    overrides.write_text("".join(line for line in overrides.read_text().splitlines(keepends=True)
+                                 if "weight_decay_on" not in line))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    del saved["config"]["optimizer"]["weight_decay_on"]
+    torch.save(saved, last)
+    proc = run_cli(["resume=run", "trainer.epochs=2"], tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "was trained with optimizer.weight_decay_on=all, this run asks for kernels; resume with " \
+           "optimizer.weight_decay_on=all" in proc.stderr
+    run_cli(["resume=run", "trainer.epochs=2", "optimizer.weight_decay_on=all"], tmp_path)
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["epochs_completed"] == 2
+
+
 def test_resume_of_a_folder_that_is_not_a_run_is_one_sentence(tmp_path):
     proc = run_cli(["resume=nowhere"], tmp_path, check=False)
     assert proc.returncode == 2 and "resume=nowhere is not a run folder" in proc.stderr

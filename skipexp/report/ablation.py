@@ -32,6 +32,8 @@ from skipexp.report.tables import (
     write_csv,
 )
 
+# optimizer.weight_decay_on, in the page's words
+DECAYED = {"kernels": "the conv kernels only", "all": "every parameter (norm weights and biases too)"}
 CAPTIONS = {"curves": "validation and training curves (band: 95% t-interval over seeds)",
             "gradflow": "gradient flow ({})", "gradflow_update_mean": "the paper's figure: mean |weight update| per "
             "layer and epoch", "gradflow_grad_rms": "gradient RMS per weight (layer size removed)",
@@ -68,7 +70,8 @@ def _link(path: Path, page: Path) -> str:
 def _markdown(page: Path, table: str, sweep: Sweep, n_cells: int, target: float, measure: str,
               figures: dict[str, Path], made_by: str, compared: str, unconverged: list[str]) -> str:
     kinds = sorted({f"{r.results.get('precision', '?')} on {r.results.get('device', '?')}, "
-                    + (f"compiled ({r.compile_mode})" if r.compile_mode else "eager") for r in sweep.runs})
+                    + (f"compiled ({r.compile_mode})" if r.compile_mode else "eager") + ", weight decay on "
+                    + DECAYED[r.weight_decay_on] for r in sweep.runs})
     made = sweep_command(sweep.root)
     lines = [f"# Ablation report: {sweep.root}", "",
              f"{len(sweep.runs)} complete training runs in {n_cells} cells "

@@ -63,6 +63,14 @@ class Run:
             return self.results["compile"]
         return compile_mode((self.config.get("trainer") or {}).get("compile", False))
 
+    @property
+    def weight_decay_on(self) -> str:
+        """The parameters weight decay applied to (``optimizer.weight_decay_on``): results.json's, else the run's
+        own config's; runs from before the key decayed every parameter ("all")."""
+        if "weight_decay_on" in self.results:
+            return str(self.results["weight_decay_on"])
+        return str((self.config.get("optimizer") or {}).get("weight_decay_on", "all"))
+
     def epochs_to(self, target: float) -> int | None:
         """The epoch of the first validation with val_dice >= ``target`` (None if none reached it)."""
         return next((int(h["epoch"]) for h in self.results["history"] if h["val_dice"] >= target), None)
@@ -78,7 +86,7 @@ class Run:
                 "epochs_to_target": self.epochs_to(target), "wall_s": self.results["wall_s"],
                 "converged": self.converged, "stopped_by": self.results.get("stopped_by"),
                 "precision": self.results.get("precision"), "compile": self.compile_mode,
-                "steps_completed": self.results.get("steps_completed")}
+                "weight_decay_on": self.weight_decay_on, "steps_completed": self.results.get("steps_completed")}
         return row
 
 
