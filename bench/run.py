@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +106,7 @@ def train_step_fn(cfg, batch: int, size: int = SIZE):
 COMPILED_GRAPH = "## Call CompiledFxGraph"  # how torch.profiler names a call of one of inductor's compiled graphs
 
 
-def graph_names(events) -> dict[str, str]:
+def graph_names(events: Iterable[Any]) -> dict[str, str]:
     """Readable names for the compiled graphs among a profile's ``events``: inductor names each by a hash, so
     each is named "compiled forward graph" or "compiled backward graph" by whether it ran inside autograd's
     backward pass (numbered in the order they ran where a direction has more than one)."""
@@ -531,7 +533,8 @@ def performance_page(results: dict) -> str:
                            f"{r[f'{k}_compile_warm_s']:.0f} s | {r[f'{k}_run_vs_eager_cold']:.2f}x | "
                            f"{r[f'{k}_run_vs_eager_warm']:.2f}x |")
         out.append("\nThe ops with the most self time in one step of the deep net, the preset, in the process "
-                   "that compiled it (ms; a compiled graph's self time includes the oneDNN convolutions it calls): "
+                   "that compiled it (ms; the backward graph's self time includes the convolution backward it calls "
+                   "from the generated C++, while the forward's convolutions show as `aten::mkldnn_convolution`): "
                    + ", ".join(f"`{op}` {ms:.0f}" for op, ms in r["study_d104_profile_ms"]) + ".")
 
     if has("shared_default_slowdown"):

@@ -127,7 +127,7 @@ class OptimizerSettings:
     name: str
     hyper: dict[str, Any]  # lr, weight_decay and the optimizer's own: alpha, betas, eps, momentum, nesterov
     schedule: str
-    decay_on: str = "kernels"  # which parameters weight_decay applies to (DECAY_ON; ``decay_groups``)
+    decay_on: str  # which parameters weight_decay applies to (DECAY_ON; ``decay_groups``)
     step_epochs: int = 0  # step schedule only
     gamma: float = 1.0  # step schedule only
 

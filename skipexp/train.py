@@ -160,7 +160,7 @@ class TrainState:
         if mismatch:
             raise CheckpointError(f"checkpoint {source} is of a different network ({mismatch}); resume with the "
                                   "run's own model and depth, or start a new run.")
-        decayed = _decay_mismatch(saved["config"], parts.config)
+        decayed = _decay_mismatch(saved["config"], parts.header["weight_decay_on"])
         if decayed:
             raise CheckpointError(f"checkpoint {source} was trained with optimizer.weight_decay_on={decayed[0]}, "
                                   f"this run asks for {decayed[1]}; resume with optimizer.weight_decay_on="
@@ -462,10 +462,10 @@ def _network_mismatch(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     return ", ".join(diffs) or None
 
 
-def _decay_mismatch(saved: dict[str, Any], now: dict[str, Any]) -> tuple[str, str] | None:
-    """(saved, now) where a checkpoint's ``optimizer.weight_decay_on`` differs from this run's (the optimizer's
-    parameter groups differ with it); checkpoints from before the key decayed every parameter."""
-    was, asked = saved.get("optimizer", {}).get("weight_decay_on", "all"), now["optimizer"]["weight_decay_on"]
+def _decay_mismatch(saved: dict[str, Any], asked: str) -> tuple[str, str] | None:
+    """(saved, asked) where a checkpoint's ``optimizer.weight_decay_on`` differs from this run's checked one (the
+    optimizer's parameter groups differ with it); checkpoints from before the key decayed every parameter."""
+    was = saved.get("optimizer", {}).get("weight_decay_on", "all")
     return (was, asked) if was != asked else None
 
 

@@ -241,24 +241,38 @@ def _saved(state: dict) -> object:
     return buffer
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_weight_decay_on_kernels_leaves_biases_and_norm_weights_alone(fused):
-    """With no gradient from the loss, decay alone moves the parameters: only the conv weights may move."""
-    cfg = compose_config(["optimizer.weight_decay=0.1"]).optimizer
+def _moved_by_decay_alone(name: str, decay_on: str, fused: bool) -> set[str]:
+    """The parameters one step moves when every gradient is 0: those weight decay applies to."""
+    cfg = compose_config([f"optimizer={name}", "optimizer.weight_decay=0.1",
+                          f"optimizer.weight_decay_on={decay_on}"]).optimizer
     net = _net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.5)  # no parameter at 0, where decay would not move it (BatchNorm's bias starts there)
     opt, _ = build_optimizer(cfg, net, 1, fused=fused)
-    before = copy.deepcopy(net.state_dict())
+    before = copy.deepcopy(dict(net.named_parameters()))
     for p in net.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()
-    moved = {name for name, value in net.state_dict().items() if not torch.equal(value, before[name])}
-    assert moved == {"0.weight", "3.weight"}  # the two convs' kernels; not their biases, nor BatchNorm's
-    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    return {key for key, value in net.named_parameters() if not torch.equal(value, before[key])}
 
 
-def test_weight_decay_on_all_decays_every_parameter_in_one_group():
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("name", ["rmsprop", "adam", "sgd"])
+def test_weight_decay_on_kernels_leaves_biases_and_norm_weights_alone(name, fused):
+    assert _moved_by_decay_alone(name, "kernels", fused) == {"0.weight", "3.weight"}  # the two convs' kernels only
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_weight_decay_on_all_moves_every_parameter(fused):
+    assert _moved_by_decay_alone("rmsprop", "all", fused) == {"0.weight", "0.bias", "1.weight", "1.bias", "3.weight",
+                                                             "3.bias"}
+
+
+def test_the_decay_groups_split_the_parameters_once():
     net = _net()
-    kernels_first = decay_groups(net, "kernels")
-    assert [len(g["params"]) for g in kernels_first] == [2, 4]  # 2 conv weights; 2 conv biases, BN weight and bias
+    kernels, rest = decay_groups(net, "kernels")
+    assert (len(kernels["params"]), len(rest["params"]), rest["weight_decay"]) == (2, 4, 0.0)  # 2 conv weights
+    assert "weight_decay" not in kernels  # it takes optimizer.weight_decay
     everything = decay_groups(net, "all")
     assert len(everything) == 1 and everything[0]["params"] == list(net.parameters())

@@ -71,7 +71,7 @@ def _markdown(page: Path, table: str, sweep: Sweep, n_cells: int, target: float,
               figures: dict[str, Path], made_by: str, compared: str, unconverged: list[str]) -> str:
     kinds = sorted({f"{r.results.get('precision', '?')} on {r.results.get('device', '?')}, "
                     + (f"compiled ({r.compile_mode})" if r.compile_mode else "eager") + ", weight decay on "
-                    + DECAYED[r.weight_decay_on] for r in sweep.runs})
+                    + DECAYED.get(r.weight_decay_on, r.weight_decay_on) for r in sweep.runs})
     made = sweep_command(sweep.root)
     lines = [f"# Ablation report: {sweep.root}", "",
              f"{len(sweep.runs)} complete training runs in {n_cells} cells "
