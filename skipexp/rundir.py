@@ -37,6 +37,12 @@ def compile_mode(flag: bool | str) -> str | None:
     return flag or None
 
 
+def weight_decay_on(config: dict) -> str:
+    """The parameters a run's optimizer decayed (``optimizer.weight_decay_on``), read off its config; runs from
+    before the key decayed every parameter ("all"). Resume and the report read older runs through it."""
+    return str((config.get("optimizer") or {}).get("weight_decay_on", "all"))
+
+
 def early_stop_due(epoch: int, best_epoch: int, patience: int) -> bool:
     """The early-stopping rule (``trainer.patience``, 0 = off): ``patience`` epochs without a better val Dice.
 

@@ -42,6 +42,7 @@ from skipexp.rundir import (
     convergence,
     early_stop_due,
     summary_line,
+    weight_decay_on,
 )
 from skipexp.runtime import Runtime
 
@@ -160,11 +161,11 @@ class TrainState:
         if mismatch:
             raise CheckpointError(f"checkpoint {source} is of a different network ({mismatch}); resume with the "
                                   "run's own model and depth, or start a new run.")
-        decayed = _decay_mismatch(saved["config"], parts.header["weight_decay_on"])
-        if decayed:
-            raise CheckpointError(f"checkpoint {source} was trained with optimizer.weight_decay_on={decayed[0]}, "
-                                  f"this run asks for {decayed[1]}; resume with optimizer.weight_decay_on="
-                                  f"{decayed[0]}, or start a new run.")
+        decayed, asked = weight_decay_on(saved["config"]), parts.header["weight_decay_on"]
+        if decayed != asked:  # the optimizer's parameter groups differ with it
+            raise CheckpointError(f"checkpoint {source} was trained with optimizer.weight_decay_on={decayed}, "
+                                  f"this run asks for {asked}; resume with optimizer.weight_decay_on={decayed}, "
+                                  "or start a new run.")
         parts.model.load_state_dict(saved["model"])
         parts.optimizer.load_state_dict(saved["optimizer"])
         parts.scheduler.load_state_dict(saved["scheduler"])
@@ -460,13 +461,6 @@ def _network_mismatch(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     diffs = [f"{a}.{b} {saved.get(a, {}).get(b)} vs {now[a][b]}" for a, b in ARCHITECTURE_KEYS
              if saved.get(a, {}).get(b) != now[a][b]]
     return ", ".join(diffs) or None
-
-
-def _decay_mismatch(saved: dict[str, Any], asked: str) -> tuple[str, str] | None:
-    """(saved, asked) where a checkpoint's ``optimizer.weight_decay_on`` differs from this run's checked one (the
-    optimizer's parameter groups differ with it); checkpoints from before the key decayed every parameter."""
-    was = saved.get("optimizer", {}).get("weight_decay_on", "all")
-    return (was, asked) if was != asked else None
 
 
 def _grad_norm(model: torch.nn.Module) -> float:

@@ -14,7 +14,15 @@ import numpy as np
 import yaml
 
 from skipexp.errors import UserError
-from skipexp.rundir import RESULTS, SUMMARY, compile_mode, convergence, early_stop_due, variant_name
+from skipexp.rundir import (
+    RESULTS,
+    SUMMARY,
+    compile_mode,
+    convergence,
+    early_stop_due,
+    variant_name,
+    weight_decay_on,
+)
 
 RECORD_KEYS = ("epoch", "val_loss", "val_dice", "val_vrand", "val_vinfo")  # read from every validation record
 REQUIRED = ("depth_layers", "seed", "epochs_completed", "best", "final", "wall_s")  # besides the variant
@@ -66,10 +74,10 @@ class Run:
     @property
     def weight_decay_on(self) -> str:
         """The parameters weight decay applied to (``optimizer.weight_decay_on``): results.json's, else the run's
-        own config's; runs from before the key decayed every parameter ("all")."""
+        own config's (``rundir.weight_decay_on``)."""
         if "weight_decay_on" in self.results:
             return str(self.results["weight_decay_on"])
-        return str((self.config.get("optimizer") or {}).get("weight_decay_on", "all"))
+        return weight_decay_on(self.config)
 
     def epochs_to(self, target: float) -> int | None:
         """The epoch of the first validation with val_dice >= ``target`` (None if none reached it)."""
