@@ -372,10 +372,28 @@ def checkout(ref: str, dest: Path) -> tuple[Path, str]:
     return dest, sha
 
 
+def head_commit() -> str | None:
+    """The short hash of the checkout the bench runs (with "+changes" where the tree differs), or None outside git."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return out.stdout.strip() + ("+changes" if dirty else "")
+
+
 def committed_results() -> dict:
     """bench/results.json as last committed (the figures of today's code), or {} where there is none."""
     out = subprocess.run(["git", "show", "HEAD:bench/results.json"], cwd=ROOT, capture_output=True, text=True)
-    return json.loads(out.stdout) if out.returncode == 0 else {}
+    if out.returncode != 0:
+        return {}
+    results = json.loads(out.stdout)
+    if "date" not in results:  # a run from before the bench recorded its date: the commit that last wrote it
+        log = subprocess.run(["git", "log", "-1", "--format=%h %ad", "--date=short", "--", "bench/results.json"],
+                             cwd=ROOT, capture_output=True, text=True).stdout.split()
+        if len(log) == 2:
+            results["committed_in"], results["date"] = log
+    return results
 
 
 PAGE_HEADER = """\
@@ -408,6 +426,70 @@ the live tensors; its time under the default allocator. The network is the
 paper's: 140 layers, width 32, both skips, on 512 x 512 inputs, gradient flow
 off.
 """
+
+
+def target_rows(r: dict) -> list[tuple[str, str, bool | str]]:
+    """Issue 17's targets (and the bench's own) against the figures of one bench run: (target, figure, met)."""
+    has = r.__contains__
+    targets: list[tuple[str, str, bool | str]] = []
+    if has("train_speedup_b1"):
+        native = "native bf16" in r.get("cpu_kind", "native bf16")
+        goal = 3.4 if native else 2.5  # issue 17's targets, per kind of CPU
+        for batch in (1, 4):
+            x = r[f"train_speedup_b{batch}"]
+            targets.append((f"default at least {goal}x faster per image than plain fp32, batch {batch} (on a "
+                            f"{'native bf16 CPU' if native else 'CPU without native bf16'})", f"{x:.2f}x", x >= goal))
+        x = r["b4_vs_b1_per_image"]
+        targets.append(("per-image time at batch 4 no worse than at batch 1", f"{x:.2f}x", x <= 1))
+    for batch in (1, 4):
+        if has(f"avx2_speedup_b{batch}"):
+            x = r[f"avx2_speedup_b{batch}"]
+            targets.append((f"default at least 2.5x faster per image than plain fp32, batch {batch}, AVX2 kernels "
+                            "(emulated on this CPU)", f"{x:.2f}x", x >= 2.5))
+    if has("study_d104_vs_before"):
+        x = r["study_d104_vs_before"]
+        targets.append(("the study's deep-net step at least 2x today's images per second", f"{x:.2f}x", x >= 2))
+    if has("shared_default_slowdown"):
+        x = r["shared_default_slowdown"]
+        targets.append(("two default runs at once within 2x of one alone", f"{x:.2f}x", x <= 2))
+    if has("paper_auto_hours") or has("paper_own_hours"):
+        name = "auto" if has("paper_auto_hours") else "own"
+        minutes = 60 * r[f"paper_{name}_hours"]
+        targets.append((f"experiment=paper under 90 minutes ({r[f'paper_{name}_precision']})", f"{minutes:.0f} min",
+                        minutes < 90))
+    if has("data_vs_train_b1"):
+        targets.append(("data pipeline faster than the train step", f"{r['data_vs_train_b1']:.0f}x",
+                        r["data_vs_train_b1"] > 1))
+    if has("gradflow_overhead"):
+        targets.append(("gradient-flow tracking under 5 % of the step time", f"{100 * r['gradflow_overhead']:.2f} %",
+                        r["gradflow_overhead"] < 0.05))
+    if has("sweep_parallel_speedup"):
+        x = r["sweep_parallel_speedup"]
+        targets.append(("a 2-job parallel sweep not slower than the two in sequence", f"{x:.2f}x", x >= 1))
+    for batch in (1, 4):
+        s = "" if batch == 1 else "_b4"
+        if has(f"checkpointing_mem_ratio{s}"):
+            whole, own = r[f"checkpointing_mem_ratio{s}"], r[f"checkpointing_step_mem_ratio{s}"]
+            targets.append((f"activation checkpointing at least halves peak memory, batch {batch}",
+                            f"whole process {whole:.2f}x, the steps' own {own:.2f}x",
+                            "yes" if whole <= 0.5 else "the steps' own only" if own <= 0.5 else False))
+    if has("deep502_checkpointing_peak_mem_mb"):
+        peak = r["deep502_checkpointing_peak_mem_mb"]
+        targets.append(("a 500+ layer net at 512 x 512, batch 1, within 24 GiB", f"{peak:,.0f} MB", peak < 24 * 1024))
+    return targets
+
+
+def train_step_table(r: dict) -> list[str]:
+    """The paper net's train step, default against plain fp32, at batch 1 and 4: markdown table lines."""
+    out = ["| batch | default | images/s | plain fp32 | speed-up | peak memory, default | peak memory, plain |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for batch in (1, 4):
+        if f"train_s_per_img_b{batch}" in r:
+            out.append(f"| {batch} | {r[f'train_s_per_img_b{batch}']:.3f} s/image | "
+                       f"{r[f'train_img_per_s_b{batch}']:.2f} | {r[f'plain_s_per_img_b{batch}']:.3f} s/image | "
+                       f"{r[f'train_speedup_b{batch}']:.2f}x | "
+                       f"{r[f'peak_mem_mb_b{batch}']:,.0f} MB | {r[f'plain_peak_mem_mb_b{batch}']:,.0f} MB |")
+    return out
 
 
 def performance_page(results: dict) -> str:
@@ -443,14 +525,7 @@ def performance_page(results: dict) -> str:
     if has("train_s_per_img_b1"):
         out.append("## Train step\n")
         out.append("One training step (forward, soft Dice loss, backward, optimizer update) of the paper's net.\n")
-        out.append("| batch | default | images/s | plain fp32 | speed-up | peak memory, default | peak memory, plain |")
-        out.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for batch in (1, 4):
-        if has(f"train_s_per_img_b{batch}"):
-            out.append(f"| {batch} | {r[f'train_s_per_img_b{batch}']:.3f} s/image | "
-                       f"{r[f'train_img_per_s_b{batch}']:.2f} | {r[f'plain_s_per_img_b{batch}']:.3f} s/image | "
-                       f"{r[f'train_speedup_b{batch}']:.2f}x | "
-                       f"{mb(f'peak_mem_mb_b{batch}')} | {mb(f'plain_peak_mem_mb_b{batch}')} |")
+        out.extend(train_step_table(r))
     if has("b4_vs_b1_per_image"):
         out.append(f"\nPer image, batch 4 takes {r['b4_vs_b1_per_image']:.2f}x the time of batch 1."
                    + (f" The default ran in {precision}." if precision else ""))
@@ -495,7 +570,12 @@ def performance_page(results: dict) -> str:
             out.append(f" Its roofline bound is {1000 * r['roofline_bound_s_b1']:.0f} ms against "
                        f"{1000 * r['roofline_step_s_b1']:.0f} ms measured in the same process "
                        f"({100 * r['roofline_fraction_b1']:.0f} % of the bound's speed; bandwidth "
-                       f"{r['bandwidth_gbs']:.0f} GB/s). Where the time goes (profiler self times):\n")
+                       f"{r['bandwidth_gbs']:.0f} GB/s)."
+                       + (f" A step at the bound would be {r['plain_s_per_img_b1'] / r['roofline_bound_s_b1']:.1f}x "
+                          "plain fp32 at batch 1: the ceiling of any speed-up that keeps this precision and this "
+                          "net's arithmetic, at the convolution rates measured here."
+                          if has("plain_s_per_img_b1") else "")
+                       + " Where the time goes (profiler self times):\n")
             out.append("| work | measured | roofline bound |")
             out.append("| --- | ---: | ---: |")
             out.extend(f"| {kind} | {ms:.0f} ms | {bound:.0f} ms |" for kind, ms, bound in r["where_time_goes_b1_ms"])
@@ -628,51 +708,7 @@ def performance_page(results: dict) -> str:
         for (p, pms), (d, dms) in zip(r["profile_plain_b1_ms"], r["profile_default_b1_ms"], strict=False):
             out.append(f"| `{p}` | {pms:.0f} | `{d}` | {dms:.0f} |")
 
-    targets = []
-    if has("train_speedup_b1"):
-        native = "native bf16" in r.get("cpu_kind", "native bf16")
-        goal = 3.4 if native else 2.5  # issue 17's targets, per kind of CPU
-        for batch in (1, 4):
-            x = r[f"train_speedup_b{batch}"]
-            targets.append((f"default at least {goal}x faster per image than plain fp32, batch {batch} (on a "
-                            f"{'native bf16 CPU' if native else 'CPU without native bf16'})", f"{x:.2f}x", x >= goal))
-        x = r["b4_vs_b1_per_image"]
-        targets.append(("per-image time at batch 4 no worse than at batch 1", f"{x:.2f}x", x <= 1))
-    for batch in (1, 4):
-        if has(f"avx2_speedup_b{batch}"):
-            x = r[f"avx2_speedup_b{batch}"]
-            targets.append((f"default at least 2.5x faster per image than plain fp32, batch {batch}, AVX2 kernels "
-                            "(emulated on this CPU)", f"{x:.2f}x", x >= 2.5))
-    if has("study_d104_vs_before"):
-        x = r["study_d104_vs_before"]
-        targets.append(("the study's deep-net step at least 2x today's images per second", f"{x:.2f}x", x >= 2))
-    if has("shared_default_slowdown"):
-        x = r["shared_default_slowdown"]
-        targets.append(("two default runs at once within 2x of one alone", f"{x:.2f}x", x <= 2))
-    if has("paper_auto_hours") or has("paper_own_hours"):
-        name = "auto" if has("paper_auto_hours") else "own"
-        minutes = 60 * r[f"paper_{name}_hours"]
-        targets.append((f"experiment=paper under 90 minutes ({r[f'paper_{name}_precision']})", f"{minutes:.0f} min",
-                        minutes < 90))
-    if has("data_vs_train_b1"):
-        targets.append(("data pipeline faster than the train step", f"{r['data_vs_train_b1']:.0f}x",
-                        r["data_vs_train_b1"] > 1))
-    if has("gradflow_overhead"):
-        targets.append(("gradient-flow tracking under 5 % of the step time", f"{100 * r['gradflow_overhead']:.2f} %",
-                        r["gradflow_overhead"] < 0.05))
-    if has("sweep_parallel_speedup"):
-        x = r["sweep_parallel_speedup"]
-        targets.append(("a 2-job parallel sweep not slower than the two in sequence", f"{x:.2f}x", x >= 1))
-    for batch in (1, 4):
-        s = "" if batch == 1 else "_b4"
-        if has(f"checkpointing_mem_ratio{s}"):
-            whole, own = r[f"checkpointing_mem_ratio{s}"], r[f"checkpointing_step_mem_ratio{s}"]
-            targets.append((f"activation checkpointing at least halves peak memory, batch {batch}",
-                            f"whole process {whole:.2f}x, the steps' own {own:.2f}x",
-                            "yes" if whole <= 0.5 else "the steps' own only" if own <= 0.5 else False))
-    if has("deep502_checkpointing_peak_mem_mb"):
-        peak = r["deep502_checkpointing_peak_mem_mb"]
-        targets.append(("a 500+ layer net at 512 x 512, batch 1, within 24 GiB", f"{peak:,.0f} MB", peak < 24 * 1024))
+    targets = target_rows(r)
     if targets:
         out.append("\n## Against the targets\n")
         out.append("| target | this run | met? |")
@@ -680,7 +716,47 @@ def performance_page(results: dict) -> str:
         for name, value, met in targets:
             verdict = met if isinstance(met, str) else "yes" if met else "no"
             out.append(f"| {name} | {value} | {verdict} |")
+    for kind, other in r.get("other_kinds", {}).items():
+        out.extend(other_kind_section(kind, other))
     return "\n".join(out) + "\n"
+
+
+def other_kind_section(kind: str, r: dict) -> list[str]:
+    """The last figures of another kind of machine, carried over from an earlier bench run (``other_kinds``)."""
+    when = f"on {r['date']}" if r.get("date") else "before the bench recorded its date"
+    commit = (f" at commit {r['commit']}" if r.get("commit") else
+              f" (committed in {r['committed_in']})" if r.get("committed_in") else "")
+    out = [f"\n## The last figures of another kind: {kind}\n",
+           f"This run measured one kind of machine only. The figures below are the last `make bench` on {kind} "
+           f"({r.get('cpu') or r.get('cuda_device') or r.get('machine', '?')}, torch {r.get('torch', '?')}), "
+           f"measured {when}{commit}, kept in bench/results.json under `other_kinds`.\n"]
+    if "train_s_per_img_b1" in r:
+        precision = {"bfloat16": "bf16"}.get(r.get("precision"), r.get("precision"))
+        out.append(f"The paper net's train step (the default ran in {precision}):\n" if precision else
+                   "The paper net's train step:\n")
+        out.extend(train_step_table(r))
+    targets = target_rows(r)
+    if targets:
+        out += ["", "| target | that run | met? |", "| --- | --- | --- |"]
+        out.extend(f"| {name} | {value} | {met if isinstance(met, str) else 'yes' if met else 'no'} |"
+                   for name, value, met in targets)
+    return out
+
+
+def machine_kind(results: dict) -> str | None:
+    """What a bench run's figures are figures of: the GPU where one ran them, else the CPU's kind."""
+    return results.get("cuda_device") or results.get("cpu_kind")
+
+
+def other_kinds(committed: dict, kind: str | None) -> dict[str, dict]:
+    """The last figures of every kind of machine other than ``kind``: those the committed results carried, and
+    the committed run itself where it measured another kind. A bench on one kind so keeps the others' last
+    figures instead of overwriting them."""
+    kept = {k: v for k, v in committed.get("other_kinds", {}).items() if k != kind}
+    own = machine_kind(committed)
+    if own and own != kind:
+        kept[own] = {k: v for k, v in committed.items() if k != "other_kinds"}
+    return kept
 
 
 def write_performance_page(results: dict, path: Path) -> None:
@@ -721,6 +797,8 @@ def main() -> None:
                      "torch": torch.__version__, "threads": torch.get_num_threads()}
     results["cpu"] = cpu_model()
     results["cpu_kind"] = limits.cpu_kind()
+    results["date"] = time.strftime("%Y-%m-%d")
+    results["commit"] = head_commit()
     if args.quick:
         results["quick"] = True
     rows: list[tuple[str, str, str]] = []
@@ -946,6 +1024,8 @@ def main() -> None:
     for kind in ("plain", "default"):
         ops = ", ".join(f"{op} {ms:.0f}" for op, ms in results[f"profile_{kind}_b1_ms"])
         print(f"  top ops of the batch-1 step, {kind} (self ms): {ops}")
+    if kept := other_kinds(committed, machine_kind(results)):
+        results["other_kinds"] = kept
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     write_performance_page(results, args.page)

@@ -106,3 +106,34 @@ def test_page_states_the_new_figures():
     assert "| two default runs at once within 2x of one alone | 1.80x | yes |" in page
     assert "| fp32 (the preset's own) | 1.200 | 260 min |" in page
     assert "| experiment=paper under 90 minutes (fp32) | 260 min | no |" in page
+
+
+def test_a_run_on_one_kind_keeps_the_other_kinds_last_figures():
+    bf16 = {"cpu_kind": "native bf16 (AVX-512 BF16)", "train_speedup_b1": 3.5, "date": "2026-12-01"}
+    avx2 = {"cpu_kind": "AVX2 only (bf16 emulated)", "train_speedup_b1": 1.8}
+    # an AVX2 run after a committed bf16 run keeps the bf16 run, whole, under its kind
+    kept = bench.other_kinds(bf16, bench.machine_kind(avx2))
+    assert kept == {"native bf16 (AVX-512 BF16)": bf16}
+    # a second AVX2 run carries the bf16 figures forward, and drops the earlier AVX2 run it replaces
+    again = bench.other_kinds(dict(avx2, other_kinds=kept), "AVX2 only (bf16 emulated)")
+    assert again == {"native bf16 (AVX-512 BF16)": bf16}
+    # back on the bf16 kind: the AVX2 run is kept, the older bf16 one replaced by this run
+    back = bench.other_kinds(dict(avx2, other_kinds=kept), "native bf16 (AVX-512 BF16)")
+    assert back == {"AVX2 only (bf16 emulated)": avx2}
+    # a GPU run is its own kind
+    assert bench.machine_kind({"cpu_kind": "AVX2 only (bf16 emulated)", "cuda_device": "NVIDIA H200"}) == "NVIDIA H200"
+
+
+def test_page_shows_the_other_kinds_figures_and_targets():
+    other = {"cpu_kind": "native bf16 (AVX-512 BF16)", "cpu": "AMD EPYC", "torch": "2.13.0+cpu", "date": "2026-12-01",
+             "commit": "abc1234", "precision": "bfloat16", "train_s_per_img_b1": 0.75, "train_img_per_s_b1": 1.33,
+             "plain_s_per_img_b1": 2.7, "train_speedup_b1": 3.6, "peak_mem_mb_b1": 1300, "plain_peak_mem_mb_b1": 1800,
+             "train_s_per_img_b4": 0.6, "train_img_per_s_b4": 1.67, "plain_s_per_img_b4": 3.0,
+             "train_speedup_b4": 5.0, "peak_mem_mb_b4": 3600, "plain_peak_mem_mb_b4": 5400, "b4_vs_b1_per_image": 0.8}
+    page = bench.performance_page({"cpu_kind": "AVX2 only (bf16 emulated)", "other_kinds": {other["cpu_kind"]: other}})
+    assert "## The last figures of another kind: native bf16 (AVX-512 BF16)" in page
+    assert "measured on 2026-12-01 at commit abc1234" in page
+    assert "(the default ran in bf16)" in page
+    assert "| 4 | 0.600 s/image | 1.67 | 3.000 s/image | 5.00x | 3,600 MB | 5,400 MB |" in page
+    assert "| default at least 3.4x faster per image than plain fp32, batch 1 (on a native bf16 CPU) | 3.60x | yes |" \
+        in page
