@@ -162,6 +162,9 @@ def test_the_speedups_without_dropout_give_the_plain_network_in_fp32(overrides):
     # BatchNorm have a true gradient of 0, so theirs is rounding noise alone, different in each
 
 
+@pytest.mark.xfail(not torch.backends.cpu.get_cpu_capability().startswith("AVX512"), strict=True,
+                   reason="on AVX2 kernels the per-image batch norm's input gradients are 0.6% off instance norm's; "
+                          "runtime.fast_norm_exact keeps such CPUs on PyTorch's instance norm")
 def test_an_instance_norm_net_with_every_speedup_is_the_plain_net_in_fp32():
     """model.norm=instance, dropout 0, channels-last: every swap, the fast norm included, gives the plain net's
     output and gradients to fp32 rounding."""
@@ -217,3 +220,13 @@ def test_optim_and_runtime_do_not_import_the_models(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('skipexp.models')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_fast_norm_is_used_only_where_it_matches_instance_norm():
+    from skipexp.runtime import Runtime, fast_norm_exact
+
+    cfg = compose_config([])
+    runtime = Runtime.from_config(cfg.trainer)
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    assert fast_norm_exact(torch.device("cpu")) is avx512
+    assert runtime.network_speedups()["fast_norm"] is (avx512 and bool(cfg.trainer.fast_norm))
