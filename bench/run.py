@@ -479,6 +479,18 @@ def target_rows(r: dict) -> list[tuple[str, str, bool | str]]:
     return targets
 
 
+def target_table(r: dict, column: str) -> list[str]:
+    """``target_rows`` of one run as markdown table lines (none where the run has no target's figures)."""
+    rows = [f"| {name} | {value} | {met if isinstance(met, str) else 'yes' if met else 'no'} |"
+            for name, value, met in target_rows(r)]
+    return [f"| target | {column} | met? |", "| --- | --- | --- |", *rows] if rows else []
+
+
+def short_precision(name: str | None) -> str | None:
+    """A torch dtype's name as the page writes it (bfloat16 -> bf16, float16 -> fp16)."""
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(name, name)
+
+
 def train_step_table(r: dict) -> list[str]:
     """The paper net's train step, default against plain fp32, at batch 1 and 4: markdown table lines."""
     out = ["| batch | default | images/s | plain fp32 | speed-up | peak memory, default | peak memory, plain |",
@@ -520,7 +532,7 @@ def performance_page(results: dict) -> str:
         peaks = {k: r[f"peak_conv_gflops_{k}"] for k in ("bf16", "fp32") if has(f"peak_conv_gflops_{k}")}
         precision = min(peaks, key=lambda k: abs(r["achieved_gflops"] / peaks[k] - r["flops_fraction_of_peak"]),
                         default=None)
-    precision = {"bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
+    precision = short_precision(precision)
 
     if has("train_s_per_img_b1"):
         out.append("## Train step\n")
@@ -708,14 +720,9 @@ def performance_page(results: dict) -> str:
         for (p, pms), (d, dms) in zip(r["profile_plain_b1_ms"], r["profile_default_b1_ms"], strict=False):
             out.append(f"| `{p}` | {pms:.0f} | `{d}` | {dms:.0f} |")
 
-    targets = target_rows(r)
-    if targets:
+    if targets := target_table(r, "this run"):
         out.append("\n## Against the targets\n")
-        out.append("| target | this run | met? |")
-        out.append("| --- | --- | --- |")
-        for name, value, met in targets:
-            verdict = met if isinstance(met, str) else "yes" if met else "no"
-            out.append(f"| {name} | {value} | {verdict} |")
+        out.extend(targets)
     for kind, other in r.get("other_kinds", {}).items():
         out.extend(other_kind_section(kind, other))
     return "\n".join(out) + "\n"
@@ -731,15 +738,12 @@ def other_kind_section(kind: str, r: dict) -> list[str]:
            f"({r.get('cpu') or r.get('cuda_device') or r.get('machine', '?')}, torch {r.get('torch', '?')}), "
            f"measured {when}{commit}, kept in bench/results.json under `other_kinds`.\n"]
     if "train_s_per_img_b1" in r:
-        precision = {"bfloat16": "bf16"}.get(r.get("precision"), r.get("precision"))
+        precision = short_precision(r.get("precision"))
         out.append(f"The paper net's train step (the default ran in {precision}):\n" if precision else
                    "The paper net's train step:\n")
         out.extend(train_step_table(r))
-    targets = target_rows(r)
-    if targets:
-        out += ["", "| target | that run | met? |", "| --- | --- | --- |"]
-        out.extend(f"| {name} | {value} | {met if isinstance(met, str) else 'yes' if met else 'no'} |"
-                   for name, value, met in targets)
+    if targets := target_table(r, "that run"):
+        out += ["", *targets]
     return out
 
 

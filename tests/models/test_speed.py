@@ -14,6 +14,7 @@ from skipexp.models import build_model
 from skipexp.models.blocks import Bottleneck, Decimate2x, Upsample2x
 from skipexp.models.fastdropout import FastDropout
 from skipexp.models.speed import FastDecimate2x, FastInstanceNorm2d, FastUpsample2x, FusedBottleneck, apply_speedups
+from skipexp.runtime import fast_norm_exact
 from tests.conftest import compose_config
 
 
@@ -162,7 +163,7 @@ def test_the_speedups_without_dropout_give_the_plain_network_in_fp32(overrides):
     # BatchNorm have a true gradient of 0, so theirs is rounding noise alone, different in each
 
 
-@pytest.mark.xfail(not torch.backends.cpu.get_cpu_capability().startswith("AVX512"), strict=True,
+@pytest.mark.xfail(not fast_norm_exact(torch.device("cpu")), strict=True,
                    reason="on AVX2 kernels the per-image batch norm's input gradients are 0.6% off instance norm's; "
                           "runtime.fast_norm_exact keeps such CPUs on PyTorch's instance norm")
 def test_an_instance_norm_net_with_every_speedup_is_the_plain_net_in_fp32():
@@ -223,7 +224,7 @@ def test_optim_and_runtime_do_not_import_the_models(module):
 
 
 def test_fast_norm_is_used_only_where_it_matches_instance_norm():
-    from skipexp.runtime import Runtime, fast_norm_exact
+    from skipexp.runtime import Runtime
 
     cfg = compose_config([])
     runtime = Runtime.from_config(cfg.trainer)
