@@ -221,15 +221,28 @@ def sweep_wall(parallel: bool, cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), or None where it is not readable."""
+def cpuinfo_field(name: str, path: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The first CPU's ``name`` field in /proc/cpuinfo (Linux), or None where it is absent or not readable."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
     except OSError:
         pass
     return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo, or None where it is not readable."""
+    return cpuinfo_field("model name")
+
+
+def cpu_generation(path: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's family and model numbers, e.g. "family 26 model 2": what tells two generations apart where the
+    model name does not (both Zen 4 and Zen 5 EPYCs read "AMD EPYC" in a VM), or None where not readable."""
+    family, model = cpuinfo_field("cpu family", path), cpuinfo_field("model", path)
+    return f"family {family} model {model}" if family and model else None
 
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -516,7 +529,8 @@ def performance_page(results: dict) -> str:
     if r.get("cuda_device"):
         machine = r["cuda_device"]
     elif r.get("cpu"):
-        machine = f"{r['cpu']} ({r.get('machine', '?')})"
+        generation = f" {r['cpu_generation']}" if r.get("cpu_generation") else ""
+        machine = f"{r['cpu']}{generation} ({r.get('machine', '?')})"
     else:
         machine = f"{r.get('machine', '?')} CPU (model not recorded)"
     kind = f", CPU kind: {r['cpu_kind']}" if r.get("cpu_kind") else ""
@@ -748,8 +762,12 @@ def other_kind_section(kind: str, r: dict) -> list[str]:
 
 
 def machine_kind(results: dict) -> str | None:
-    """What a bench run's figures are figures of: the GPU where one ran them, else the CPU's kind."""
-    return results.get("cuda_device") or results.get("cpu_kind")
+    """What a bench run's figures are figures of: the GPU where one ran them, else the CPU's kind and, where
+    recorded, its generation (two CPUs of one kind, e.g. Zen 4 and Zen 5 with native bf16, differ by 2x)."""
+    if results.get("cuda_device"):
+        return results["cuda_device"]
+    kind, generation = results.get("cpu_kind"), results.get("cpu_generation")
+    return f"{kind}, {results.get('cpu') or 'CPU'} {generation}" if kind and generation else kind
 
 
 def other_kinds(committed: dict, kind: str | None) -> dict[str, dict]:
@@ -800,6 +818,7 @@ def main() -> None:
                      "cuda_device": torch.cuda.get_device_name() if device.type == "cuda" else None,
                      "torch": torch.__version__, "threads": torch.get_num_threads()}
     results["cpu"] = cpu_model()
+    results["cpu_generation"] = cpu_generation()
     results["cpu_kind"] = limits.cpu_kind()
     results["date"] = time.strftime("%Y-%m-%d")
     results["commit"] = head_commit()

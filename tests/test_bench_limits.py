@@ -108,6 +108,15 @@ def test_page_states_the_new_figures():
     assert "| experiment=paper under 90 minutes (fp32) | 260 min | no |" in page
 
 
+def test_cpu_generation_reads_family_and_model_not_model_name(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n\n"
+                    "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\n")
+    assert bench.cpu_generation(info) == "family 26 model 2"
+    assert bench.cpuinfo_field("model name", info) == "AMD EPYC"
+    assert bench.cpu_generation(tmp_path / "absent") is None
+
+
 def test_a_run_on_one_kind_keeps_the_other_kinds_last_figures():
     bf16 = {"cpu_kind": "native bf16 (AVX-512 BF16)", "train_speedup_b1": 3.5, "date": "2026-12-01"}
     avx2 = {"cpu_kind": "AVX2 only (bf16 emulated)", "train_speedup_b1": 1.8}
@@ -120,6 +129,10 @@ def test_a_run_on_one_kind_keeps_the_other_kinds_last_figures():
     # back on the bf16 kind: the AVX2 run is kept, the older bf16 one replaced by this run
     back = bench.other_kinds(dict(avx2, other_kinds=kept), "native bf16 (AVX-512 BF16)")
     assert back == {"AVX2 only (bf16 emulated)": avx2}
+    # two generations of one kind are two kinds, once the generation is recorded
+    zen5 = dict(bf16, cpu="AMD EPYC", cpu_generation="family 26 model 2")
+    assert bench.machine_kind(zen5) == "native bf16 (AVX-512 BF16), AMD EPYC family 26 model 2"
+    assert bench.other_kinds(bf16, bench.machine_kind(zen5)) == {"native bf16 (AVX-512 BF16)": bf16}
     # a GPU run is its own kind
     assert bench.machine_kind({"cpu_kind": "AVX2 only (bf16 emulated)", "cuda_device": "NVIDIA H200"}) == "NVIDIA H200"
 
