@@ -15,6 +15,7 @@ def _summary(sweep) -> dict[str, dict]:
     return {job["job"].split(",")[0]: job for job in json.loads((sweep / "sweep_summary.json").read_text())["jobs"]}
 
 
+@pytest.mark.slow  # 8-22 s on a Zen 5 EPYC, about twice that on AVX2: keeps `make test` under 10 minutes there
 def test_joblib_runs_jobs_in_parallel_with_the_cores_split(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     proc = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "depth=26,27", *TINY,
@@ -27,6 +28,7 @@ def test_joblib_runs_jobs_in_parallel_with_the_cores_split(tmp_path):
     assert results["threads"] == thread_share(usable_cores(), 2)
 
 
+@pytest.mark.slow  # 8-22 s on a Zen 5 EPYC, about twice that on AVX2: keeps `make test` under 10 minutes there
 def test_submitit_local_runs_the_slurm_code_path(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     run_cli(["-m", "hydra/launcher=submitit_local", "mode=summary", "model=both,none", "hydra.sweep.dir=sweep"],
