@@ -1,0 +1,134 @@
+"""The side-by-side table of skipexp's budget runs against MONAI's UNet (docs/isbi-cpu.md), from their run folders.
+
+Each skipexp run folder is one `skipexp experiment=isbi_cpu trainer.budget_min=...` run; its with-flips
+scores are the newest eval.json under ``--evals`` (default: outputs/runs) whose checkpoint is that run's
+last.pt and whose inference averaged the flips. Each MONAI folder is one `bench/monai_baseline.py` run,
+whose with-flips scores are its own ``final_tta``. The table prints per run, the mean of each side with the
+half-width of its 95% t-interval over seeds, and skipexp minus MONAI with the 95% interval and p-value of
+Welch's t-test (the two sides' seeds are not assumed to pair), then the same difference paired by seed
+(both networks see the same crops in the same order for a seed)::
+
+    python bench/budget_table.py --skipexp outputs/budget/zen5_b20_seed{0,1,2} \\
+        --monai outputs/budget/monai_zen5_b20_seed{0,1,2}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from scipy import stats
+
+from skipexp.report.stats import paired, t_interval
+
+METRICS = (("val_vrand", "V_rand"), ("val_vinfo", "V_info"), ("val_dice", "Dice"))
+TTA = (("val_vrand", "V_rand"), ("val_vinfo", "V_info"))
+SETTLED_STEP = 832  # four validations of 208 steps: the lowest V_rand after the first few validations
+
+
+def read_json(path: Path) -> dict:
+    """A results.json or eval.json, or exit with one sentence naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        sys.exit(f"bench/budget_table.py: cannot read {path} ({err}); give the run folders of finished runs.")
+
+
+def flips_of(run: Path, evals: Path) -> dict | None:
+    """The newest with-flips eval.json of ``run``'s last.pt under ``evals``, or None where there is none."""
+    target = (run / "checkpoints" / "last.pt").resolve()
+    found = []
+    for path in evals.glob("*/eval.json"):
+        result = read_json(path)
+        if result.get("inference", {}).get("tta") and Path(result.get("checkpoint", "")).resolve() == target:
+            found.append((path.stat().st_mtime, result))
+    return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def row(run: Path, evals: Path | None) -> dict:
+    """One run's figures: seed, parameters, steps, final scores, with-flips scores, lowest settled V_rand."""
+    results = read_json(run / "results.json")
+    flips = results.get("final_tta") if evals is None else flips_of(run, evals)
+    settled = [h["val_vrand"] for h in results["history"] if h["step"] >= SETTLED_STEP]
+    return {"run": run.name, "seed": int(results["seed"]), "params": results["params"],
+            "steps": results["steps_completed"], "precision": results["precision"],
+            "wall_min": results["wall_s"] / 60, **{key: results["final"][key] for key, _ in METRICS},
+            **{f"{key}_tta": (flips or {}).get(key) for key, _ in TTA},
+            "settled_vrand": min(settled) if settled else None, "converged": results["converged"]["converged"]}
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def mean_cell(values: list[float]) -> str:
+    interval = t_interval(values)
+    if interval is None:
+        return "-"
+    return fmt(interval.mean) + ("" if interval.half_width is None else f" ± {interval.half_width:.4f}")
+
+
+def welch_cell(a: list[float | None], b: list[float | None]) -> str:
+    a, b = [v for v in a if v is not None], [v for v in b if v is not None]
+    if len(a) < 2 or len(b) < 2:
+        return "-"
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if len(set(a)) == 1 and len(set(b)) == 1:
+        return f"{diff:+.4f}, no spread over seeds: no test"
+    test = stats.ttest_ind(a, b, equal_var=False)
+    ci = test.confidence_interval(0.95)
+    return f"{diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], p = {test.pvalue:.2f}"
+
+
+def paired_cell(a: list[dict], b: list[dict], key: str) -> str:
+    comparison = paired("skipexp", "monai", {r["seed"]: r[key] for r in a if r[key] is not None},
+                        {r["seed"]: r[key] for r in b if r[key] is not None})
+    if comparison.interval is None or comparison.interval.low is None:
+        return "-"
+    i = comparison.interval
+    return f"{i.mean:+.4f} [{i.low:+.4f}, {i.high:+.4f}], p = {comparison.p_value:.2f}"
+
+
+def table(ours: list[dict], theirs: list[dict]) -> str:
+    """The markdown table: a row per run, the two means and the two differences."""
+    head = ["run", "parameters", "steps", *[name for _, name in METRICS], "with flips: V_rand / V_info",
+            f"lowest V_rand from step {SETTLED_STEP} on", "converged"]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 2) + " --- |"]
+    for label, rows in (("skipexp", ours), ("MONAI UNet", theirs)):
+        for r in rows:
+            lines.append(f"| {label}, seed {r['seed']} | {r['params']:,} | {r['steps']:,} | "
+                         + " | ".join(fmt(r[key]) for key, _ in METRICS)
+                         + f" | {fmt(r['val_vrand_tta'])} / {fmt(r['val_vinfo_tta'])} | "
+                         + f"{fmt(r['settled_vrand'], 3)} | {'yes' if r['converged'] else 'no'} |")
+    for label, rows in (("**skipexp, mean**", ours), ("MONAI UNet, mean", theirs)):
+        steps = sum(r["steps"] for r in rows) / len(rows)
+        tta = " / ".join(mean_cell([r[f"{key}_tta"] for r in rows if r[f"{key}_tta"] is not None])
+                         for key, _ in TTA)
+        lines.append(f"| {label} | | {steps:,.0f} | "
+                     + " | ".join(mean_cell([r[key] for r in rows]) for key, _ in METRICS) + f" | {tta} | | |")
+    for label, cell in (("skipexp - MONAI (Welch)", lambda key: welch_cell([r[key] for r in ours],
+                                                                            [r[key] for r in theirs])),
+                        ("skipexp - MONAI, paired by seed", lambda key: paired_cell(ours, theirs, key))):
+        tta = " / ".join(cell(f"{key}_tta") for key, _ in TTA)
+        lines.append(f"| {label} | | | " + " | ".join(cell(key) for key, _ in METRICS) + f" | {tta} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--skipexp", type=Path, nargs="+", required=True, help="skipexp budget run folders")
+    parser.add_argument("--monai", type=Path, nargs="+", required=True, help="bench/monai_baseline.py run folders")
+    parser.add_argument("--evals", type=Path, default=Path("outputs/runs"),
+                        help="where the skipexp runs' mode=eval folders are (default %(default)s)")
+    args = parser.parse_args()
+    ours = [row(run, args.evals) for run in args.skipexp]
+    theirs = [row(run, None) for run in args.monai]
+    for r in ours + theirs:
+        print(f"{r['run']}: {r['precision']}, {r['wall_min']:.1f} min", file=sys.stderr)
+    print(table(ours, theirs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""bench/budget_table.py: the skipexp-against-MONAI table, checked against hand-computed statistics."""
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import budget_table
+
+
+def fake_run(folder: Path, seed: int, vrand: float, tta: float | None = None, steps: int = 9000) -> Path:
+    """A finished budget run's results.json: three validations, the last one final."""
+    history = [{"step": s, "val_vrand": v, "val_vinfo": 0.98, "val_dice": 0.8}
+               for s, v in ((416, 0.5), (1248, vrand - 0.01), (steps, vrand))]
+    results = {"seed": seed, "params": 1_096_785, "steps_completed": steps, "precision": "bfloat16",
+               "wall_s": 1200.0, "final": history[-1], "history": history, "converged": {"converged": True}}
+    if tta is not None:
+        results["final_tta"] = {"val_vrand": tta, "val_vinfo": 0.985}
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_a_row_takes_the_newest_with_flips_eval_of_its_own_checkpoint(tmp_path: Path):
+    run = fake_run(tmp_path / "zen5_b20_seed0", 0, 0.98)
+    evals = tmp_path / "runs"
+    for name, checkpoint, tta, vrand in (("a_eval", run / "checkpoints" / "last.pt", True, 0.981),
+                                         ("b_eval", run / "checkpoints" / "last.pt", False, 0.5),
+                                         ("c_eval", tmp_path / "other" / "last.pt", True, 0.1)):
+        (evals / name).mkdir(parents=True)
+        (evals / name / "eval.json").write_text(json.dumps({"checkpoint": str(checkpoint),
+                                                            "inference": {"tta": tta}, "val_vrand": vrand,
+                                                            "val_vinfo": 0.983}))
+    row = budget_table.row(run, evals)
+    assert row["val_vrand_tta"] == 0.981 and row["val_vinfo_tta"] == 0.983
+    assert row["settled_vrand"] == 0.97  # the lowest V_rand from step 832 on, not the early 0.5
+    assert row["seed"] == 0 and row["steps"] == 9000 and row["converged"] is True
+
+
+def test_the_table_gives_welch_and_paired_differences_as_computed_by_hand(tmp_path: Path):
+    ours = [budget_table.row(fake_run(tmp_path / f"s{seed}", seed, v), None)
+            for seed, v in enumerate((0.98, 0.97, 0.99))]
+    theirs = [budget_table.row(fake_run(tmp_path / f"m{seed}", seed, v, tta=0.98), None)
+              for seed, v in enumerate((0.96, 0.97, 0.95))]
+    text = budget_table.table(ours, theirs)
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    # means 0.98 and 0.96, each SD 0.01: half-width t(0.975, 2) x 0.01 / sqrt(3) = 4.3027 x 0.005774 = 0.0248
+    assert "0.9800 ± 0.0248" in lines["**skipexp, mean**"] and "0.9600 ± 0.0248" in lines["MONAI UNet, mean"]
+    # Welch: SE sqrt(2 x 0.0001 / 3) = 0.008165, t = 2.449 on 4 df, p = 0.070, CI +-2.7764 x SE = +-0.0227
+    assert "+0.0200 [-0.0027, +0.0427], p = 0.07" in lines["skipexp - MONAI (Welch)"]
+    # paired: differences 0.02, 0.00, 0.04; SD 0.02, SE 0.01155, t = 1.732 on 2 df, p = 0.225, CI +-0.0497
+    assert "+0.0200 [-0.0297, +0.0697], p = 0.23" in lines["skipexp - MONAI, paired by seed"]
+    assert "| skipexp, seed 1 | 1,096,785 | 9,000 | 0.9700 |" in text
+    assert lines["MONAI UNet, seed 0"].count("0.9800 / 0.9850") == 1  # MONAI's own final_tta
