@@ -63,6 +63,11 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def pvalue(p: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (0.0031, not 0.00)."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.2g}"
+
+
 def mean_cell(values: list[float]) -> str:
     interval = t_interval(values)
     if interval is None:
@@ -79,7 +84,7 @@ def welch_cell(a: list[float | None], b: list[float | None]) -> str:
         return f"{diff:+.4f}, no spread over seeds: no test"
     test = stats.ttest_ind(a, b, equal_var=False)
     ci = test.confidence_interval(0.95)
-    return f"{diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], p = {test.pvalue:.2f}"
+    return f"{diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], p = {pvalue(test.pvalue)}"
 
 
 def paired_cell(a: list[dict], b: list[dict], key: str) -> str:
@@ -88,7 +93,7 @@ def paired_cell(a: list[dict], b: list[dict], key: str) -> str:
     if comparison.interval is None or comparison.interval.low is None:
         return "-"
     i = comparison.interval
-    return f"{i.mean:+.4f} [{i.low:+.4f}, {i.high:+.4f}], p = {comparison.p_value:.2f}"
+    return f"{i.mean:+.4f} [{i.low:+.4f}, {i.high:+.4f}], p = {pvalue(comparison.p_value)}"
 
 
 def table(ours: list[dict], theirs: list[dict]) -> str:
