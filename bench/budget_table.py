@@ -36,21 +36,25 @@ def read_json(path: Path) -> dict:
         sys.exit(f"bench/budget_table.py: cannot read {path} ({err}); give the run folders of finished runs.")
 
 
-def flips_of(run: Path, evals: Path) -> dict | None:
-    """The newest with-flips eval.json of ``run``'s last.pt under ``evals``, or None where there is none."""
-    target = (run / "checkpoints" / "last.pt").resolve()
-    found = []
+def flips_index(evals: Path) -> dict[Path, dict]:
+    """The newest with-flips eval.json under ``evals`` for each checkpoint it scored, read once for all runs."""
+    newest: dict[Path, tuple[float, dict]] = {}
     for path in evals.glob("*/eval.json"):
         result = read_json(path)
-        if result.get("inference", {}).get("tta") and Path(result.get("checkpoint", "")).resolve() == target:
-            found.append((path.stat().st_mtime, result))
-    return max(found, key=lambda pair: pair[0])[1] if found else None
+        if result.get("inference", {}).get("tta") and result.get("checkpoint"):
+            checkpoint, mtime = Path(result["checkpoint"]).resolve(), path.stat().st_mtime
+            if checkpoint not in newest or mtime > newest[checkpoint][0]:
+                newest[checkpoint] = (mtime, result)
+    return {checkpoint: result for checkpoint, (_, result) in newest.items()}
 
 
-def row(run: Path, evals: Path | None) -> dict:
-    """One run's figures: seed, parameters, steps, final scores, with-flips scores, lowest settled V_rand."""
+def row(run: Path, flips_by_checkpoint: dict[Path, dict] | None) -> dict:
+    """One run's figures: seed, parameters, steps, final scores, with-flips scores, lowest settled V_rand. The
+    with-flips scores are the eval of the run's last.pt in ``flips_by_checkpoint`` (``flips_index``), or, where
+    that is None (MONAI's runs), the run's own ``final_tta``."""
     results = read_json(run / "results.json")
-    flips = results.get("final_tta") if evals is None else flips_of(run, evals)
+    flips = (results.get("final_tta") if flips_by_checkpoint is None
+             else flips_by_checkpoint.get((run / "checkpoints" / "last.pt").resolve()))
     settled = [h["val_vrand"] for h in results["history"] if h["step"] >= SETTLED_STEP]
     return {"run": run.name, "seed": int(results["seed"]), "params": results["params"],
             "steps": results["steps_completed"], "precision": results["precision"],
@@ -68,8 +72,8 @@ def pvalue(p: float) -> str:
     return f"{p:.2f}" if p >= 0.01 else f"{p:.2g}"
 
 
-def mean_cell(values: list[float]) -> str:
-    interval = t_interval(values)
+def mean_cell(values: list[float | None]) -> str:
+    interval = t_interval([v for v in values if v is not None])
     if interval is None:
         return "-"
     return fmt(interval.mean) + ("" if interval.half_width is None else f" ± {interval.half_width:.4f}")
@@ -109,8 +113,7 @@ def table(ours: list[dict], theirs: list[dict]) -> str:
                          + f"{fmt(r['settled_vrand'], 3)} | {'yes' if r['converged'] else 'no'} |")
     for label, rows in (("**skipexp, mean**", ours), ("MONAI UNet, mean", theirs)):
         steps = sum(r["steps"] for r in rows) / len(rows)
-        tta = " / ".join(mean_cell([r[f"{key}_tta"] for r in rows if r[f"{key}_tta"] is not None])
-                         for key, _ in TTA)
+        tta = " / ".join(mean_cell([r[f"{key}_tta"] for r in rows]) for key, _ in TTA)
         lines.append(f"| {label} | | {steps:,.0f} | "
                      + " | ".join(mean_cell([r[key] for r in rows]) for key, _ in METRICS) + f" | {tta} | | |")
     for label, cell in (("skipexp - MONAI (Welch)", lambda key: welch_cell([r[key] for r in ours],
@@ -128,7 +131,8 @@ def main() -> None:
     parser.add_argument("--evals", type=Path, default=Path("outputs/runs"),
                         help="where the skipexp runs' mode=eval folders are (default %(default)s)")
     args = parser.parse_args()
-    ours = [row(run, args.evals) for run in args.skipexp]
+    flips = flips_index(args.evals)
+    ours = [row(run, flips) for run in args.skipexp]
     theirs = [row(run, None) for run in args.monai]
     for r in ours + theirs:
         print(f"{r['run']}: {r['precision']}, {r['wall_min']:.1f} min", file=sys.stderr)

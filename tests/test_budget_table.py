@@ -34,7 +34,7 @@ def test_a_row_takes_the_newest_with_flips_eval_of_its_own_checkpoint(tmp_path: 
         (evals / name / "eval.json").write_text(json.dumps({"checkpoint": str(checkpoint),
                                                             "inference": {"tta": tta}, "val_vrand": vrand,
                                                             "val_vinfo": 0.983}))
-    row = budget_table.row(run, evals)
+    row = budget_table.row(run, budget_table.flips_index(evals))
     assert row["val_vrand_tta"] == 0.981 and row["val_vinfo_tta"] == 0.983
     assert row["settled_vrand"] == 0.97  # the lowest V_rand from step 832 on, not the early 0.5
     assert row["seed"] == 0 and row["steps"] == 9000 and row["converged"] is True
