@@ -2,7 +2,7 @@
 
 Everything but the network is skipexp's, built from the same config by
 ``skipexp.build.build_training``: the ISBI 2012 slices and the held-out block
-(26-29), the crops and augmentation, the soft Dice loss, the optimizer, the
+(26-29), the crops and augmentation, the loss (the preset's cross-entropy), the optimizer, the
 precision and threads, the wall-clock budget (``trainer.budget_min``) with its
 schedule, and the validation that scores Dice, V_rand and V_info with
 ``skipexp.metrics`` without test-time flips. The run folder is a skipexp run

@@ -108,6 +108,28 @@ def test_page_states_the_new_figures():
     assert "| experiment=paper under 90 minutes (fp32) | 260 min | no |" in page
 
 
+def test_paper_projection_is_image_steps_times_the_pooled_step():
+    # experiment=paper: 500 epochs of 26 sections at batch 4; auto's figure is dropped where it is fp32 too
+    both = bench.paper_projection({"own": {"precision": "fp32", "step_s": 3.6},
+                                   "auto": {"precision": "bfloat16", "step_s": 1.6}})
+    assert (both["paper_image_steps"], both["paper_batch"]) == (13000, 4)
+    assert both["paper_own_s_per_img"] == 0.9 and both["paper_auto_s_per_img"] == 0.4
+    assert abs(60 * both["paper_auto_hours"] - 13000 * 0.4 / 60) < 1e-9  # 86.7 min
+    same = bench.paper_projection({"own": {"precision": "fp32", "step_s": 3.6},
+                                   "auto": {"precision": "fp32", "step_s": 3.7}})
+    assert "paper_auto_hours" not in same and same["paper_own_s_per_img"] == 0.9
+
+
+def test_page_gives_the_recipe_at_the_default_batch_4_step_too():
+    results = {"precision": "bfloat16", "train_s_per_img_b4": 0.42, "paper_image_steps": 13000, "paper_batch": 4,
+               "paper_in_rounds": True, "paper_auto_precision": "bfloat16", "paper_auto_s_per_img": 0.473,
+               "paper_auto_hours": 13000 * 0.473 / 3600}
+    page = bench.performance_page(results)
+    assert "| bfloat16 (`trainer.precision=auto`) | 0.473 | 102 min |" in page
+    assert "at its 0.420 s per image the recipe would take 91 min" in page
+    assert "measured in the train step's two rounds above" in page
+
+
 def test_cpu_generation_reads_family_and_model_not_model_name(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n\n"
