@@ -682,7 +682,9 @@ def performance_page(results: dict) -> str:
             minutes = r["paper_image_steps"] * r["train_s_per_img_b4"] / 60
             out.append(f"\nThe default's batch-4 step above is the same net in the same precision (only the weight "
                        f"decay differs): at its {r['train_s_per_img_b4']:.3f} s per image the recipe would take "
-                       f"{minutes:.0f} min: two measurements of one step, whose difference is the bench's noise.")
+                       f"{minutes:.0f} min. The two steps differ by "
+                       f"{r['paper_auto_s_per_img'] / r['train_s_per_img_b4'] - 1:+.0%}; whether that is the bench's "
+                       "noise or the configurations' one difference is not known.")
 
     if has("checkpointing_mem_ratio"):
         out.append("\n## Activation checkpointing\n")
