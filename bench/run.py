@@ -761,14 +761,16 @@ def performance_page(results: dict) -> str:
 
 
 def other_kind_section(kind: str, r: dict) -> list[str]:
-    """The last figures of another kind of machine, carried over from an earlier bench run (``other_kinds``)."""
+    """The last figures of another machine (kind and generation), kept from an earlier bench (``other_kinds``)."""
     when = f"on {r['date']}" if r.get("date") else "before the bench recorded its date"
     commit = (f" at commit {r['commit']}" if r.get("commit") else
               f" (committed in {r['committed_in']})" if r.get("committed_in") else "")
-    out = [f"\n## The last figures of another kind: {kind}\n",
-           f"This run measured one kind of machine only. The figures below are the last `make bench` on {kind} "
+    generation = ("" if r.get("cuda_device") or r.get("cpu_generation") else
+                  " Its CPU generation was not recorded; two generations of one kind can differ by 2x.")
+    out = [f"\n## The last figures of another machine: {kind}\n",
+           f"This run measured one machine only. The figures below are the last `make bench` on {kind} "
            f"({r.get('cpu') or r.get('cuda_device') or r.get('machine', '?')}, torch {r.get('torch', '?')}), "
-           f"measured {when}{commit}, kept in bench/results.json under `other_kinds`.\n"]
+           f"measured {when}{commit}, kept in bench/results.json under `other_kinds`.{generation}\n"]
     if "train_s_per_img_b1" in r:
         precision = short_precision(r.get("precision"))
         out.append(f"The paper net's train step (the default ran in {precision}):\n" if precision else

@@ -166,7 +166,8 @@ def test_page_shows_the_other_kinds_figures_and_targets():
              "train_s_per_img_b4": 0.6, "train_img_per_s_b4": 1.67, "plain_s_per_img_b4": 3.0,
              "train_speedup_b4": 5.0, "peak_mem_mb_b4": 3600, "plain_peak_mem_mb_b4": 5400, "b4_vs_b1_per_image": 0.8}
     page = bench.performance_page({"cpu_kind": "AVX2 only (bf16 emulated)", "other_kinds": {other["cpu_kind"]: other}})
-    assert "## The last figures of another kind: native bf16 (AVX-512 BF16)" in page
+    assert "## The last figures of another machine: native bf16 (AVX-512 BF16)" in page
+    assert "Its CPU generation was not recorded" in page
     assert "measured on 2026-12-01 at commit abc1234" in page
     assert "(the default ran in bf16)" in page
     assert "| 4 | 0.600 s/image | 1.67 | 3.000 s/image | 5.00x | 3,600 MB | 5,400 MB |" in page
