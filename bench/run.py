@@ -365,6 +365,15 @@ def paper_recipe() -> tuple[int, int]:
     return int(cfg.trainer.epochs) * (TRAIN_SLICES - int(cfg.dataset.val_slices)), int(cfg.trainer.batch_size)
 
 
+def paper_minutes_at_default_b4(r: dict) -> float | None:
+    """`experiment=paper`'s projected minutes at the default's batch-4 step, a second measurement of the same
+    step (same net, batch and precision); None where the bench has no such pair."""
+    if not ("paper_auto_hours" in r and "train_s_per_img_b4" in r and r.get("precision") == r["paper_auto_precision"]
+            and r.get("paper_image_steps")):
+        return None
+    return r["paper_image_steps"] * r["train_s_per_img_b4"] / 60
+
+
 def paper_projection(measured: dict[str, dict]) -> dict:
     """The projected wall time of `experiment=paper` here: its image-steps times the measured time per image of
     its step at its batch, in its own precision (fp32, ``measured["own"]``) and with trainer.precision=auto
@@ -477,8 +486,13 @@ def target_rows(r: dict) -> list[tuple[str, str, bool | str]]:
     if has("paper_auto_hours") or has("paper_own_hours"):
         name = "auto" if has("paper_auto_hours") else "own"
         minutes = 60 * r[f"paper_{name}_hours"]
-        targets.append((f"experiment=paper under 90 minutes ({r[f'paper_{name}_precision']})", f"{minutes:.0f} min",
-                        minutes < 90))
+        target = f"experiment=paper under 90 minutes ({r[f'paper_{name}_precision']})"
+        if name == "auto" and (again := paper_minutes_at_default_b4(r)) is not None:
+            under = (minutes < 90) + (again < 90)
+            targets.append((target, f"{minutes:.0f} min; {again:.0f} min at the default's batch-4 step",
+                            "yes" if under == 2 else "in one of the two measurements" if under else False))
+        else:
+            targets.append((target, f"{minutes:.0f} min", minutes < 90))
     if has("data_vs_train_b1"):
         targets.append(("data pipeline faster than the train step", f"{r['data_vs_train_b1']:.0f}x",
                         r["data_vs_train_b1"] > 1))
@@ -678,13 +692,12 @@ def performance_page(results: dict) -> str:
                                                         " (`trainer.precision=auto`)")
                 out.append(f"| {label} | {r[f'paper_{name}_s_per_img']:.3f} | {60 * r[f'paper_{name}_hours']:.0f} "
                            "min |")
-        if has("paper_auto_hours") and has("train_s_per_img_b4") and r.get("precision") == r["paper_auto_precision"]:
-            minutes = r["paper_image_steps"] * r["train_s_per_img_b4"] / 60
+        if (minutes := paper_minutes_at_default_b4(r)) is not None:
             out.append(f"\nThe default's batch-4 step above is the same net in the same precision (only the weight "
-                       f"decay differs): at its {r['train_s_per_img_b4']:.3f} s per image the recipe would take "
-                       f"{minutes:.0f} min. The two steps differ by "
-                       f"{r['paper_auto_s_per_img'] / r['train_s_per_img_b4'] - 1:+.0%}; whether that is the bench's "
-                       "noise or the configurations' one difference is not known.")
+                       f"decay's value differs, which does not change what a step computes): at its "
+                       f"{r['train_s_per_img_b4']:.3f} s per image the recipe would take {minutes:.0f} min. The two "
+                       f"steps differ by {r['paper_auto_s_per_img'] / r['train_s_per_img_b4'] - 1:+.0%}: how far two "
+                       "measurements of one step spread on this machine, and so how uncertain the projection is.")
 
     if has("checkpointing_mem_ratio"):
         out.append("\n## Activation checkpointing\n")
