@@ -180,8 +180,9 @@ def _betas(cfg: Mapping[str, Any]) -> tuple[float, float]:
 
 class BudgetLR(torch.optim.lr_scheduler.LRScheduler):
     """The lr schedule of a run with a wall-clock budget (``trainer.budget_min``): the schedule's curve over the
-    fraction of the budget spent, in place of its curve over ``epochs`` epochs, so a run that ends at a fixed time
-    still anneals. The loop calls ``advance(fraction)`` after every step.
+    fraction of the run done, in place of its curve over ``epochs`` epochs, so a run that ends at a fixed time
+    still anneals. The loop calls ``advance(fraction)`` after every step, with the fraction of the budget spent or
+    of the epochs' steps done, whichever is further (the run ends at whichever limit comes first).
 
     cosine: ``0.5 (1 + cos(pi p))``; step: ``gamma ** floor(p * epochs / step_epochs)`` (the same boundaries, as
     fractions of the run); none: 1.

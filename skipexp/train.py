@@ -257,6 +257,13 @@ class _Run:
         """The run's wall time so far, earlier sessions included (what ``trainer.budget_min`` counts)."""
         return self.state.wall_s + time.perf_counter() - self.started
 
+    def progress(self) -> float:
+        """How far a budgeted run is towards its end: the fraction of the budget spent, or of its epochs' steps
+        where that is further. A fast machine that finishes ``trainer.epochs`` before the budget then still
+        anneals the schedule to its end, instead of stopping part-way down it."""
+        loop = self.parts.loop
+        return max(self.elapsed() / loop.budget_s, self.state.step / (loop.epochs * len(self.parts.loader)))
+
     def budget_spent(self) -> bool:
         """Whether a run with ``trainer.budget_min`` has used its budget (never, without one)."""
         budget = self.parts.loop.budget_s
@@ -325,7 +332,7 @@ class _Run:
         state.images_seen += image.shape[0] * runtime.dist.world_size
         state.epoch_loss = [state.epoch_loss[0] + loss_value, state.epoch_loss[1] + 1]
         if parts.loop.budget_s:  # the schedule over the budget: the lr of the next step
-            parts.scheduler.advance(self.elapsed() / parts.loop.budget_s)
+            parts.scheduler.advance(self.progress())
         self.writer.add_scalar(f"{TRAIN_TAGS}/loss", loss_value, state.step)
         return None
 
