@@ -194,7 +194,7 @@ class BudgetLR(torch.optim.lr_scheduler.LRScheduler):
         super().__init__(optimizer)
 
     def factor(self) -> float:
-        """The lr multiplier at the current fraction of the budget spent."""
+        """The lr multiplier at the current fraction of the run done."""
         if self.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * self.progress))
         if self.schedule == "step":
@@ -205,9 +205,14 @@ class BudgetLR(torch.optim.lr_scheduler.LRScheduler):
         return [base * self.factor() for base in self.base_lrs]
 
     def advance(self, fraction: float) -> None:
-        """Set the lr for the next step from the fraction of the budget spent (clamped to [0, 1])."""
+        """Set the lr for the next step from the fraction of the run done (clamped to [0, 1])."""
         self.progress = min(max(fraction, 0.0), 1.0)
         self.step()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A checkpoint's progress and lrs; the epoch count stays this run's, so a run resumed with more
+        epochs places the step schedule's drops by them."""
+        super().load_state_dict({key: value for key, value in state_dict.items() if key != "epochs"})
 
 
 def decay_groups(model: torch.nn.Module, decay_on: str) -> list[dict[str, Any]]:
@@ -232,7 +237,7 @@ def build_optimizer(cfg: Mapping[str, Any], model: torch.nn.Module, epochs: int,
                     budget: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimizer of ``model``'s parameters and its per-epoch lr scheduler; ``fused``
     (``trainer.fused_optimizer``) picks a one-pass update; ``budget`` (a run with ``trainer.budget_min``) spreads
-    the schedule over the budget instead (``BudgetLR``).
+    the schedule over the budget, or over the epochs where they end the run first (``BudgetLR``).
 
     Weight decay is added to the gradient (PyTorch's ``weight_decay``), which is
     an L2 penalty of weight_decay/2 * |w|^2 on the loss, on the parameters

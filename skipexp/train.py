@@ -199,7 +199,10 @@ def train(parts: TrainParts, run_dir: Path, resume: bool = False) -> dict[str, A
             run.start_epoch(epoch, done)
             for index, batch in enumerate(parts.loader, start=done + 1):
                 run.step(batch, epoch)
-                stop, spent = dist.broadcast((signals.signum, run.budget_spent()))  # every rank at the same step
+                # rank 0's signal, budget and progress, so that every rank stops and sets its lr at the same step
+                stop, spent, progress = dist.broadcast((signals.signum, run.budget_spent(), run.progress()))
+                if settings.budget_s:  # the schedule over the budget (or the epochs): the lr of the next step
+                    parts.scheduler.advance(progress)
                 if spent:  # trainer.budget_min: this (partial) epoch is the last
                     state.stopped_by = "budget"
                     break
@@ -240,7 +243,8 @@ class _Run:
             log.info(f"torch.compile (mode {parts.runtime.compile_mode}) compiles at the first step: minutes "
                      "for a net not compiled on this machine before, seconds from inductor's cache after")
         self.panel = [parts.data.val[i] for i in range(min(PANEL_IMAGES, len(parts.data.val)))]
-        budget = parts.loop.budget_s  # a budgeted run's bar counts seconds of its budget, so its ETA is the end's
+        budget = parts.loop.budget_s  # a budgeted run's bar counts seconds of its budget, so its ETA is the
+        # budget's end (a run that reaches its epochs first ends sooner)
         self.bar = tqdm(total=round(budget) if budget else parts.loop.epochs * len(parts.loader),
                         initial=self._bar_position(),
                         desc="train", unit="s" if budget else "step", dynamic_ncols=True, disable=not self.main,
@@ -258,11 +262,12 @@ class _Run:
         return self.state.wall_s + time.perf_counter() - self.started
 
     def progress(self) -> float:
-        """How far a budgeted run is towards its end: the fraction of the budget spent, or of its epochs' steps
-        where that is further. A fast machine that finishes ``trainer.epochs`` before the budget then still
-        anneals the schedule to its end, instead of stopping part-way down it."""
+        """How far the run is towards its end: the fraction of its epochs' steps done, or of its budget spent
+        where that is further. A budgeted run's schedule follows it, so a fast machine that finishes
+        ``trainer.epochs`` before the budget still anneals to the schedule's end."""
         loop = self.parts.loop
-        return max(self.elapsed() / loop.budget_s, self.state.step / (loop.epochs * len(self.parts.loader)))
+        steps = self.state.step / (loop.epochs * len(self.parts.loader))
+        return max(steps, self.elapsed() / loop.budget_s) if loop.budget_s else steps
 
     def budget_spent(self) -> bool:
         """Whether a run with ``trainer.budget_min`` has used its budget (never, without one)."""
@@ -331,8 +336,6 @@ class _Run:
         parts.scaler.update()
         state.images_seen += image.shape[0] * runtime.dist.world_size
         state.epoch_loss = [state.epoch_loss[0] + loss_value, state.epoch_loss[1] + 1]
-        if parts.loop.budget_s:  # the schedule over the budget: the lr of the next step
-            parts.scheduler.advance(self.progress())
         self.writer.add_scalar(f"{TRAIN_TAGS}/loss", loss_value, state.step)
         return None
 

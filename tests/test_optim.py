@@ -232,6 +232,20 @@ def test_a_budget_spreads_the_schedule_over_the_fraction_spent(schedule, expecte
     assert torch.load(_saved(state), weights_only=True)["progress"] == min(fraction, 1.0)  # a checkpoint holds it
 
 
+def test_a_budget_schedule_resumed_with_more_epochs_drops_by_them():
+    cfg = compose_config(["optimizer.schedule=step", "optimizer.step_epochs=2", "optimizer.gamma=0.1"])
+    net = _net()
+    first, before = build_optimizer(cfg.optimizer, net, epochs=4, budget=True)
+    _train(net, first, 1)
+    before.advance(0.5)
+    opt, after = build_optimizer(cfg.optimizer, net, epochs=8, budget=True)  # the same run, resumed with 8 epochs
+    after.load_state_dict(torch.load(_saved(before.state_dict()), weights_only=True))
+    assert after.epochs == 8 and after.progress == 0.5
+    _train(net, opt, 1)
+    after.advance(1.0)  # 8 epochs, lr/10 every 2: four drops by the end, not the 4-epoch run's two
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1 ** 4, abs=1e-15)
+
+
 def _saved(state: dict) -> object:
     import io
 
