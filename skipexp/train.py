@@ -243,8 +243,9 @@ class _Run:
             log.info(f"torch.compile (mode {parts.runtime.compile_mode}) compiles at the first step: minutes "
                      "for a net not compiled on this machine before, seconds from inductor's cache after")
         self.panel = [parts.data.val[i] for i in range(min(PANEL_IMAGES, len(parts.data.val)))]
-        budget = parts.loop.budget_s  # a budgeted run's bar counts seconds of its budget, so its ETA is the
-        # budget's end (a run that reaches its epochs first ends sooner)
+        # a budgeted run's bar counts seconds of its budget, so its ETA is the budget's end (a run that reaches
+        # its epochs first ends sooner)
+        budget = parts.loop.budget_s
         self.bar = tqdm(total=round(budget) if budget else parts.loop.epochs * len(parts.loader),
                         initial=self._bar_position(),
                         desc="train", unit="s" if budget else "step", dynamic_ncols=True, disable=not self.main,
