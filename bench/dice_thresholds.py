@@ -17,8 +17,10 @@ MONAI's runs need MONAI installed (``pip install -e '.[baseline]'``), as ``bench
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -34,20 +36,32 @@ from skipexp.metrics import dice
 from skipexp.runtime import Runtime
 
 sys.path.insert(0, str(Path(__file__).parent))
-from budget_table import read_json  # bench/budget_table.py, beside this script
-from monai_baseline import monai_unet
+from monai_baseline import monai_unet  # bench/monai_baseline.py, beside this script
 
 THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
+
+
+def fail(message: str) -> NoReturn:
+    """Refuse in one sentence on stderr, exit status 2 (a folder or value the user gave)."""
+    print(f"bench/dice_thresholds.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def finished_run(run: Path) -> tuple[dict, dict]:
+    """The run folder's results.json and ``checkpoints/last.pt``, or ``fail`` naming the folder."""
+    try:
+        results = json.loads((run / "results.json").read_text())
+        results["final"]["val_dice"]
+        return results, load_checkpoint(run / "checkpoints" / "last.pt")
+    except (OSError, ValueError, KeyError, TypeError) as err:  # a UserError is a ValueError
+        fail(f"{run} is not the folder of a finished run ({type(err).__name__}: {err}); give the run folders of "
+             "finished budget runs.")
 
 
 def run_dice(run: Path) -> dict:
     """The run's Dice of the membrane at each of ``THRESHOLDS``, pooled over the valid pixels of its held-out
     slices (as results.json's ``val_dice`` at 0.5), from its ``checkpoints/last.pt``."""
-    results = read_json(run / "results.json")
-    try:
-        state = load_checkpoint(run / "checkpoints" / "last.pt")
-    except UserError as err:
-        sys.exit(f"bench/dice_thresholds.py: {err}")
+    results, state = finished_run(run)
     config = OmegaConf.create(state["config"])
     spec = data_spec(config.dataset)
     runtime = Runtime.from_config(config.trainer)  # the run's own precision, memory format and module swaps
@@ -56,7 +70,10 @@ def run_dice(run: Path) -> dict:
     else:
         model = build_network(config.model, config.depth, spec.in_channels, runtime)
     model.load_state_dict(state["model"])
-    val = build_data(spec).val
+    try:
+        val = build_data(spec).val
+    except UserError as err:  # the data the run read are not where its config says, here
+        fail(f"{run}: {err}")
     probs, truths = [], []
     for index in range(len(val)):
         sample = val[index]

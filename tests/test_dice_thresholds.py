@@ -45,3 +45,13 @@ def test_the_half_threshold_reproduces_the_runs_recorded_dice(tmp_path: Path):
     rows = [line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| seed")]
     assert [r[0] for r in rows] == ["| seed0", "| seed1"]
     assert all(0.0 <= float(cell) <= 1.0 for r in rows for cell in r[1:-1])
+
+
+def test_a_folder_that_is_not_a_finished_run_is_refused_in_one_sentence(tmp_path: Path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text("{}")  # a run that never reached its final validation
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "dice_thresholds.py"), "--skipexp",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "is not the folder of a finished run" in lines[0] and str(tmp_path / "run") in lines[0]
