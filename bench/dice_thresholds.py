@@ -24,10 +24,9 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from scipy import stats
 
-from skipexp.build import build_network
+from skipexp.build import build_network, saved_config
 from skipexp.checkpoint import load_checkpoint
 from skipexp.data import build_data, data_spec
 from skipexp.errors import UserError
@@ -47,12 +46,13 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def finished_run(run: Path) -> tuple[dict, dict]:
-    """The run folder's results.json and ``checkpoints/last.pt``, or ``fail`` naming the folder."""
+def finished_run(run: Path) -> tuple[dict, float, dict]:
+    """The run folder's results.json, the Dice its final validation recorded, and its ``checkpoints/last.pt``;
+    or ``fail`` naming the folder."""
     try:
         results = json.loads((run / "results.json").read_text())
-        results["final"]["val_dice"]
-        return results, load_checkpoint(run / "checkpoints" / "last.pt")
+        recorded = float(results["final"]["val_dice"])
+        return results, recorded, load_checkpoint(run / "checkpoints" / "last.pt")
     except (OSError, ValueError, KeyError, TypeError) as err:  # a UserError is a ValueError
         fail(f"{run} is not the folder of a finished run ({type(err).__name__}: {err}); give the run folders of "
              "finished budget runs.")
@@ -61,8 +61,8 @@ def finished_run(run: Path) -> tuple[dict, dict]:
 def run_dice(run: Path) -> dict:
     """The run's Dice of the membrane at each of ``THRESHOLDS``, pooled over the valid pixels of its held-out
     slices (as results.json's ``val_dice`` at 0.5), from its ``checkpoints/last.pt``."""
-    results, state = finished_run(run)
-    config = OmegaConf.create(state["config"])
+    results, recorded, state = finished_run(run)
+    config = saved_config(state)
     spec = data_spec(config.dataset)
     runtime = Runtime.from_config(config.trainer)  # the run's own precision, memory format and module swaps
     if results.get("model") == "monai_unet":
@@ -81,7 +81,7 @@ def run_dice(run: Path) -> dict:
         probs.append(membrane_probability(model, sample["image"], runtime)[valid])
         truths.append(sample["label"][0].numpy()[valid] > 0.5)
     prob, truth = np.concatenate(probs), np.concatenate(truths)
-    return {"run": run.name, "recorded": results["final"]["val_dice"],
+    return {"run": run.name, "recorded": recorded,
             "dice": [dice(prob > t, truth) for t in THRESHOLDS]}
 
 

@@ -129,15 +129,22 @@ class InferenceParts:
 MODEL_KEYS_ADDED = {"match_params": None}  # model keys newer than some checkpoints, with the value they then had
 
 
+def saved_config(state: dict[str, Any]) -> DictConfig:
+    """The config a checkpoint was trained with, with the model keys added since (``MODEL_KEYS_ADDED``) set to
+    the value they then had, so that an older checkpoint rebuilds the network it trained."""
+    saved = OmegaConf.create(state["config"])
+    for key, default in MODEL_KEYS_ADDED.items():
+        if key not in saved.model:
+            saved.model[key] = default
+    return saved
+
+
 def build_inference(cfg: DictConfig) -> InferenceParts:
     """Rebuild the checkpoint's own network (its model and depth config), load its weights, read the data."""
     runtime = _runtime(cfg.trainer)
     inference = Inference.from_config(cfg.predict)
     state = load_checkpoint(cfg.checkpoint)  # check_config made sure there is one
-    saved = OmegaConf.create(state["config"])
-    for key, default in MODEL_KEYS_ADDED.items():  # a checkpoint written before a model key existed built without it
-        if key not in saved.model:
-            saved.model[key] = default
+    saved = saved_config(state)
     spec = data_spec(cfg.dataset)
     model = build_model(saved.model, saved.depth, spec.in_channels)
     try:
