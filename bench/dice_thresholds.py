@@ -1,12 +1,15 @@
-"""Dice at each threshold for budget runs of skipexp and of MONAI's UNet: is a Dice lead more than the cut-off?
+"""Dice at each threshold for budget runs of skipexp and of MONAI's UNet, and where each misses: what is a Dice lead?
 
 A run's Dice (results.json's ``val_dice``) thresholds its membrane probabilities at 0.5. Two networks whose
 maps are calibrated differently can differ there and not elsewhere. This script scores each run's
 ``checkpoints/last.pt`` again on its own held-out slices, without flips, at thresholds 0.30-0.70. It
 prints each run's Dice at every threshold and its best threshold, the mean of each side, and skipexp
-minus MONAI with the p-value of Welch's t-test at each threshold. Each run is rebuilt from the config in its
-checkpoint; the data are read as that config says, so set ``SKIPEXP_DATA`` (or the run's
-``dataset.root``) as for the run itself::
+minus MONAI with the p-value of Welch's t-test at each threshold. A second table says, at 0.5, where the
+errors lie: precision and recall, the membrane pixels missed by their distance to the nearest cell pixel
+(1 px: a membrane's edge; more than 2 px: inside a membrane band wider than about 4 px), and the false
+membrane pixels by their distance to the nearest labelled membrane, with the same means and tests. Each run
+is rebuilt from the config in its checkpoint; the data are read as that config says, so set
+``SKIPEXP_DATA`` (or the run's ``dataset.root``) as for the run itself::
 
     python bench/dice_thresholds.py --skipexp outputs/budget/amx_b20_seed{0,1,2} \\
         --monai outputs/budget/monai_amx_b20_seed{0,1,2}
@@ -24,7 +27,7 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import ndimage, stats
 
 from skipexp.build import build_network, saved_config
 from skipexp.checkpoint import load_checkpoint
@@ -38,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from monai_baseline import monai_unet  # bench/monai_baseline.py, beside this script
 
 THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
+BANDS = ("1 px", "2 px", "more")  # an error pixel's distance to the other class: 1, 2, more than 2 pixels
+ERRORS = ("precision", "recall", *(f"missed, {b} in" for b in BANDS), *(f"false, {b} out" for b in BANDS))
 
 
 def fail(message: str) -> NoReturn:
@@ -58,9 +63,31 @@ def finished_run(run: Path) -> tuple[dict, float, dict]:
              "finished budget runs.")
 
 
+def error_bands(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Counts over the valid pixels of one slice (H x W boolean maps): true positives, then the missed membrane
+    pixels by their distance to the nearest cell pixel (1, 2, more than 2), then the false membrane pixels by
+    their distance to the nearest labelled membrane pixel (the same bands). Distances are Euclidean, measured
+    on the whole slice."""
+    inside = ndimage.distance_transform_edt(truth)  # a membrane pixel's distance to the nearest cell pixel
+    outside = ndimage.distance_transform_edt(~truth)  # a cell pixel's distance to the nearest membrane pixel
+    missed, false = inside[~pred & truth & valid], outside[pred & ~truth & valid]
+    return np.array([(pred & truth & valid).sum(), *distance_bands(missed), *distance_bands(false)])
+
+
+def distance_bands(distances: np.ndarray) -> list[int]:
+    """How many of ``distances`` are 1, up to 2, and more than 2 (``BANDS``)."""
+    return [int((distances <= 1).sum()), int(((distances > 1) & (distances <= 2)).sum()), int((distances > 2).sum())]
+
+
+def error_row(counts: np.ndarray) -> list[float]:
+    """``ERRORS``' values from the summed ``error_bands`` counts: precision, recall, then the six band counts."""
+    true_pos, missed, false = counts[0], counts[1:4], counts[4:7]
+    return [true_pos / (true_pos + false.sum()), true_pos / (true_pos + missed.sum()), *missed, *false]
+
+
 def run_dice(run: Path) -> dict:
     """The run's Dice of the membrane at each of ``THRESHOLDS``, pooled over the valid pixels of its held-out
-    slices (as results.json's ``val_dice`` at 0.5), from its ``checkpoints/last.pt``."""
+    slices (as results.json's ``val_dice`` at 0.5), and its ``ERRORS`` at 0.5, from its ``checkpoints/last.pt``."""
     results, recorded, state = finished_run(run)
     config = saved_config(state)
     spec = data_spec(config.dataset)
@@ -74,36 +101,58 @@ def run_dice(run: Path) -> dict:
         val = build_data(spec).val
     except UserError as err:  # the data the run read are not where its config says, here
         fail(f"{run}: {err}")
-    probs, truths = [], []
+    probs, truths, counts = [], [], np.zeros(7, dtype=np.int64)
     for index in range(len(val)):
         sample = val[index]
         valid = sample["valid"][0].numpy() > 0.5
-        probs.append(membrane_probability(model, sample["image"], runtime)[valid])
-        truths.append(sample["label"][0].numpy()[valid] > 0.5)
+        truth = sample["label"][0].numpy() > 0.5
+        prob = membrane_probability(model, sample["image"], runtime)
+        probs.append(prob[valid])
+        truths.append(truth[valid])
+        counts += error_bands(prob > 0.5, truth, valid)
     prob, truth = np.concatenate(probs), np.concatenate(truths)
     return {"run": run.name, "recorded": recorded,
-            "dice": [dice(prob > t, truth) for t in THRESHOLDS]}
+            "dice": [dice(prob > t, truth) for t in THRESHOLDS], "errors": error_row(counts)}
 
 
-def table(ours: list[dict], theirs: list[dict]) -> str:
-    """The markdown table: a row per run, each side's mean, and (with both sides) their difference and p."""
-    head = ["run", *(f"{t:.2f}" for t in THRESHOLDS), "best"]
+def comparison(head: list[str], ours: list[dict], theirs: list[dict], key: str, cell, extra=None) -> str:
+    """A markdown table of each run's ``key`` values (``cell(value, column, sign)`` formats one), then the
+    ``extra(values)`` column where given; each side's mean; and, with two runs or more a side, skipexp minus
+    MONAI and Welch's p."""
+    def row(name: str, values, sign: bool = False, last: str = "") -> str:
+        cells = [cell(v, j, sign) for j, v in enumerate(values)]
+        return "| " + " | ".join([name, *cells]) + (f" | {last} |" if last else " | |" if extra else " |")
+
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
-    for r in (*ours, *theirs):
-        best = int(np.argmax(r["dice"]))
-        cells = [f"{d:.4f}" for d in r["dice"]]
-        lines.append(f"| {r['run']} | " + " | ".join(cells) + f" | {r['dice'][best]:.4f} at {THRESHOLDS[best]:.2f} |")
-    sides = [(name, np.array([r["dice"] for r in rows])) for name, rows in (("skipexp", ours), ("MONAI", theirs))
-             if rows]
-    for name, dices in sides:
-        lines.append(f"| **{name}, mean** | " + " | ".join(f"{d:.4f}" for d in dices.mean(axis=0)) + " | |")
+    lines += [row(r["run"], r[key], last=extra(r[key]) if extra else "") for r in (*ours, *theirs)]
+    sides = [(name, np.array([r[key] for r in rows], dtype=float))
+             for name, rows in (("skipexp", ours), ("MONAI", theirs)) if rows]
+    lines += [row(f"**{name}, mean**", values.mean(axis=0)) for name, values in sides]
     if len(sides) == 2 and min(len(ours), len(theirs)) >= 2:
         a, b = sides[0][1], sides[1][1]
         p = stats.ttest_ind(a, b, axis=0, equal_var=False).pvalue
-        lines.append("| skipexp - MONAI | " + " | ".join(f"{d:+.4f}" for d in a.mean(axis=0) - b.mean(axis=0))
-                     + " | |")
-        lines.append("| p (Welch) | " + " | ".join(f"{x:.2g}" for x in p) + " | |")
+        lines.append(row("skipexp - MONAI", a.mean(axis=0) - b.mean(axis=0), sign=True))
+        lines.append("| " + " | ".join(["p (Welch)", *(f"{x:.2g}" for x in p)]) + (" | |" if extra else " |"))
     return "\n".join(lines)
+
+
+def table(ours: list[dict], theirs: list[dict]) -> str:
+    """Dice at each threshold: a row per run with its best threshold, each side's mean, their difference and p."""
+    def best(values: list[float]) -> str:
+        i = int(np.argmax(values))
+        return f"{values[i]:.4f} at {THRESHOLDS[i]:.2f}"
+
+    return comparison(["run", *(f"{t:.2f}" for t in THRESHOLDS), "best"], ours, theirs, "dice",
+                      lambda v, _, sign=False: f"{v:+.4f}" if sign else f"{v:.4f}", best)
+
+
+def errors_table(ours: list[dict], theirs: list[dict]) -> str:
+    """Where each run errs at 0.5 (``ERRORS``): fractions to 4 places, pixel counts whole, means and p as above."""
+    def cell(v: float, column: int, sign: bool = False) -> str:
+        kind = ".4f" if column < 2 else ",.0f"  # precision and recall, then pixel counts
+        return f"{v:{'+' if sign else ''}{kind}}"
+
+    return comparison(["run", *ERRORS], ours, theirs, "errors", cell)
 
 
 def main() -> None:
@@ -119,6 +168,8 @@ def main() -> None:
             print(f"note: {r['run']}: Dice at 0.50 is {at_half:.4f} here, {r['recorded']:.4f} in its results.json "
                   "(another machine's kernels, or not its final weights)", file=sys.stderr)
     print(table(ours, theirs))
+    print()
+    print(errors_table(ours, theirs))
 
 
 if __name__ == "__main__":

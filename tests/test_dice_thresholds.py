@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY, run_cli
@@ -33,6 +34,33 @@ def test_one_side_alone_prints_its_runs_and_mean_without_a_comparison():
     assert lines[2].endswith("| 0.7500 at 0.45 |") and len(lines) == 4
 
 
+def test_errors_are_counted_by_their_distance_to_the_other_class():
+    truth = np.zeros((5, 9), dtype=bool)
+    truth[:, 2:7] = True  # a band 5 px wide: columns 2 and 6 lie 1 px from a cell, 3 and 5 2 px, column 4 3 px
+    pred = np.zeros_like(truth)
+    pred[:, [0, 2, 3, 6]] = True  # misses columns 4 and 5; column 0 is false, 2 px from the band
+    valid = np.ones_like(truth)
+    valid[0] = False  # four valid rows
+    counts = dice_thresholds.error_bands(pred, truth, valid)
+    assert counts.tolist() == [12, 0, 4, 4, 0, 4, 0]  # true positives, missed by band, false by band
+    assert dice_thresholds.error_row(counts) == [12 / 16, 12 / 20, 0, 4, 4, 0, 4, 0]
+
+
+def test_the_errors_table_gives_fractions_counts_means_and_welchs_p():
+    ours = [{"run": "a", "errors": [0.80, 0.70, 1000, 1000, 1000, 500, 500, 500]},
+            {"run": "b", "errors": [0.82, 0.72, 1200, 1200, 1200, 700, 700, 700]}]
+    theirs = [{"run": "c", "errors": [0.70, 0.60, 0, 0, 0, 1500, 1500, 1500]},
+              {"run": "d", "errors": [0.72, 0.62, 200, 200, 200, 1700, 1700, 1700]}]
+    lines = dice_thresholds.errors_table(ours, theirs).splitlines()
+    assert lines[0].startswith("| run | precision | recall | missed, 1 px in |")
+    assert lines[3] == "| b | 0.8200 | 0.7200 | 1,200 | 1,200 | 1,200 | 700 | 700 | 700 |"
+    assert lines[6] == "| **skipexp, mean** | 0.8100 | 0.7100 | 1,100 | 1,100 | 1,100 | 600 | 600 | 600 |"
+    assert lines[8] == ("| skipexp - MONAI | +0.1000 | +0.1000 | +1,000 | +1,000 | +1,000 | -1,000 | -1,000 "
+                        "| -1,000 |")
+    # every column's difference is 5 times the spread of its two runs, as in the Dice table's case: p = 0.019
+    assert lines[9] == "| p (Welch) | " + " | ".join(["0.019"] * 8) + " |"
+
+
 @pytest.mark.slow
 def test_the_half_threshold_reproduces_the_runs_recorded_dice(tmp_path: Path):
     runs = [tmp_path / f"seed{seed}" for seed in (0, 1)]
@@ -42,9 +70,11 @@ def test_the_half_threshold_reproduces_the_runs_recorded_dice(tmp_path: Path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "note:" not in proc.stderr  # Dice at 0.50 matches each run's results.json
-    rows = [line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| seed")]
+    rows = [line.split(" | ") for line in proc.stdout.split("\n\n")[0].splitlines() if line.startswith("| seed")]
     assert [r[0] for r in rows] == ["| seed0", "| seed1"]
     assert all(0.0 <= float(cell) <= 1.0 for r in rows for cell in r[1:-1])
+    errors = [line for line in proc.stdout.split("\n\n")[1].splitlines() if line.startswith("| seed")]
+    assert len(errors) == 2 and all(len(line.split(" | ")) == 9 for line in errors)
 
 
 def test_a_folder_that_is_not_a_finished_run_is_refused_in_one_sentence(tmp_path: Path):
