@@ -119,9 +119,12 @@ def comparison(head: list[str], ours: list[dict], theirs: list[dict], key: str, 
     """A markdown table of each run's ``key`` values (``cell(value, column, sign)`` formats one), then the
     ``extra(values)`` column where given; each side's mean; and, with two runs or more a side, skipexp minus
     MONAI and Welch's p."""
+    def line(name: str, cells: list[str], last: str = "") -> str:
+        tail = (f" | {last} |" if last else " | |") if extra else " |"  # the extra column: a run's value, else empty
+        return "| " + " | ".join([name, *cells]) + tail
+
     def row(name: str, values, sign: bool = False, last: str = "") -> str:
-        cells = [cell(v, j, sign) for j, v in enumerate(values)]
-        return "| " + " | ".join([name, *cells]) + (f" | {last} |" if last else " | |" if extra else " |")
+        return line(name, [cell(v, j, sign) for j, v in enumerate(values)], last)
 
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     lines += [row(r["run"], r[key], last=extra(r[key]) if extra else "") for r in (*ours, *theirs)]
@@ -132,7 +135,7 @@ def comparison(head: list[str], ours: list[dict], theirs: list[dict], key: str, 
         a, b = sides[0][1], sides[1][1]
         p = stats.ttest_ind(a, b, axis=0, equal_var=False).pvalue
         lines.append(row("skipexp - MONAI", a.mean(axis=0) - b.mean(axis=0), sign=True))
-        lines.append("| " + " | ".join(["p (Welch)", *(f"{x:.2g}" for x in p)]) + (" | |" if extra else " |"))
+        lines.append(line("p (Welch)", [f"{x:.2g}" for x in p]))
     return "\n".join(lines)
 
 
