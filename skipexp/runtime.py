@@ -2,9 +2,9 @@
 
 ``Runtime.from_config`` is the one place ``trainer.device``, ``trainer.precision``,
 ``trainer.channels_last``, ``trainer.fast_dropout``, ``trainer.fast_resample``, ``trainer.fast_norm``,
-``trainer.fused_optimizer``, ``trainer.allocator``, ``trainer.compile``, ``trainer.threads`` and ``trainer.seed``
-are read and checked; ``Runtime.apply`` sets the process's threads and malloc mode, and ``Runtime.rebalance`` moves
-the threads with the runs sharing the machine's cores (cores.py).
+``trainer.fast_relu``, ``trainer.fused_optimizer``, ``trainer.allocator``, ``trainer.compile``, ``trainer.threads``
+and ``trainer.seed`` are read and checked; ``Runtime.apply`` sets the process's threads and malloc mode, and
+``Runtime.rebalance`` moves the threads with the runs sharing the machine's cores (cores.py).
 ``trainer=plain`` turns every speed-up off: plain eager fp32 PyTorch.
 """
 
@@ -82,14 +82,15 @@ class Runtime:
     fast_dropout: bool = False
     fast_resample: bool = False  # up/downsampling whose gradients keep their memory format (models/speed.py)
     fast_norm: bool = False  # instance norm as a batch norm per image, in the input's memory format (models/speed.py)
+    fast_relu: bool = False  # the norms' ReLUs as an int16 clamp of bf16 bits on CPU (models/speed.py)
     fused_optimizer: bool = False  # one-pass optimizer updates (optim.build_optimizer's ``fused``)
     compile_mode: str | None = None  # torch.compile mode, None = eager
     share_cores: bool = False  # trainer.threads=0 on CPU: the threads follow the runs sharing the cores (cores.py)
 
     allocator: str = "system"  # CPU malloc mode (set_allocator), applied by ``apply``
 
-    KEYS = ("device", "precision", "channels_last", "fast_dropout", "fast_resample", "fast_norm", "fused_optimizer",
-            "allocator", "compile", "threads", "seed")  # the trainer keys from_config reads
+    KEYS = ("device", "precision", "channels_last", "fast_dropout", "fast_resample", "fast_norm", "fast_relu",
+            "fused_optimizer", "allocator", "compile", "threads", "seed")  # the trainer keys from_config reads
 
     @classmethod
     def from_config(cls, trainer: DictConfig) -> Runtime:
@@ -114,7 +115,8 @@ class Runtime:
         return cls(device=device, amp_dtype=PRECISIONS[precision], channels_last=flag("channels_last"),
                    seed=checks.non_negative_int("trainer", trainer, "seed"), threads=threads, dist=dist,
                    fast_dropout=flag("fast_dropout"), fast_resample=flag("fast_resample"),
-                   fast_norm=flag("fast_norm"), fused_optimizer=flag("fused_optimizer"), compile_mode=compile_mode,
+                   fast_norm=flag("fast_norm"), fast_relu=flag("fast_relu"), fused_optimizer=flag("fused_optimizer"),
+                   compile_mode=compile_mode,
                    allocator=checks.one_of("trainer", trainer, "allocator", ALLOCATORS),
                    share_cores=not asked and device.type == "cpu")
 
@@ -152,10 +154,12 @@ class Runtime:
     def network_speedups(self) -> dict[str, bool]:
         """The module swaps this run's network gets (``models.speed.apply_speedups``' flags). A compiled net
         keeps ``nn.Dropout`` and ``nn.InstanceNorm2d``, which inductor fuses (FastDropout's NumPy generator is
-        opaque to the compiler), so fast_dropout and fast_norm hold for eager nets only."""
+        opaque to the compiler), so fast_dropout and fast_norm hold for eager nets only; so does fast_relu,
+        whose ReLU inductor fuses into the norm's kernel."""
         eager = self.compile_mode is None
         return {"fast_dropout": self.fast_dropout and eager, "fast_resample": self.fast_resample,
-                "fast_norm": self.fast_norm and eager and fast_norm_exact(self.device)}
+                "fast_norm": self.fast_norm and eager and fast_norm_exact(self.device),
+                "fast_relu": self.fast_relu and eager}
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Move the model to the device in the run's memory format."""

@@ -34,9 +34,9 @@ def test_train_writes_the_run_folder_contract(trained):
     assert results["model"] == "both" and results["long_skip"] and results["short_skip"]
     assert results["depth_layers"] == 26 and results["epochs_completed"] == 2 and results["device"] == "cpu"
     assert results["params"] > 0 and results["wall_s"] > 0
-    assert [results[k] for k in ("compile", "fast_dropout", "fast_resample", "fast_norm", "fused_optimizer")] == [
-        None, True, True, fast_norm_exact(torch.device("cpu")), True]  # the defaults' speed-ups, in effect on an
-    # eager net (fast_norm not on AVX2 CPUs)
+    speedups = ("compile", "fast_dropout", "fast_resample", "fast_norm", "fast_relu", "fused_optimizer")
+    assert [results[k] for k in speedups] == [None, True, True, fast_norm_exact(torch.device("cpu")), True, True]
+    # the defaults' speed-ups, in effect on an eager net (fast_norm not on AVX2 CPUs)
     assert results["weight_decay_on"] == "kernels"
     assert (run / ".hydra" / "config.yaml").is_file()
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()

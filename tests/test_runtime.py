@@ -61,13 +61,15 @@ def test_the_dropout_and_norm_swaps_are_for_eager_nets_only():
 
 
 @pytest.mark.parametrize(("extra", "swaps"), [
-    ([], (True, True, True)), (["trainer.compile=true"], (False, True, False)), (["trainer=plain"], (False,) * 3)])
+    ([], (True, True, True, True)), (["trainer.compile=true"], (False, True, False, False)),
+    (["trainer=plain"], (False,) * 4)])
 def test_network_speedups_say_which_swaps_the_net_gets(extra, swaps):
-    """What build_network applies and results.json records: fast_dropout and fast_norm only on eager nets."""
+    """What build_network applies and results.json records: fast_dropout, fast_norm and fast_relu only on eager
+    nets."""
     runtime = Runtime.from_config(compose_config(extra).trainer)
-    swaps = (*swaps[:2], swaps[2] and fast_norm_exact(torch.device("cpu")))  # no fast_norm on AVX2 CPUs
+    swaps = (*swaps[:2], swaps[2] and fast_norm_exact(torch.device("cpu")), swaps[3])  # no fast_norm on AVX2 CPUs
     assert tuple(runtime.network_speedups().values()) == swaps
-    assert list(runtime.network_speedups()) == ["fast_dropout", "fast_resample", "fast_norm"]
+    assert list(runtime.network_speedups()) == ["fast_dropout", "fast_resample", "fast_norm", "fast_relu"]
 
 
 @pytest.mark.slow

@@ -14,6 +14,9 @@ place and without touching a parameter or buffer (checkpoints load either way):
   in one ``addcmul``; the same values and gradients as the two ops.
 * ``nn.InstanceNorm2d`` -> ``FastInstanceNorm2d``: one batch norm per image, in
   the input's memory format; the same statistics, no copy to NCHW and back.
+* the ReLU after every norm -> ``relu_bits_`` (the norm's ``relu_``, which
+  ``blocks.norm_relu`` calls): on a bf16 CPU tensor, a clamp of its bits read
+  as int16; the same values and gradients, 4-5x faster than PyTorch's bf16 ReLU.
 """
 
 from __future__ import annotations
@@ -113,6 +116,44 @@ class _InstanceNorm(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+class _ReLUBits(torch.autograd.Function):
+    """In-place ReLU of a bf16 tensor as ``clamp_min_(0)`` of its bits read as int16.
+
+    A bf16 number is negative exactly when its sign bit, the int16's, is set, so
+    the clamp zeroes the negatives and keeps the rest bit for bit; -0.0 becomes
+    +0.0 (the same value). PyTorch 2.13's CPU kernels convert bf16 to fp32 and back
+    for the ReLU: on the 2-core bench machine (Xeon with AMX) its in-place ReLU
+    took 0.65 ms for 4 M elements, the int16 clamp 0.17 (docs/performance-notes.md).
+    A NaN whose sign bit is set becomes 0 here, where PyTorch keeps it; the
+    norm's backward still meets that NaN (0 x NaN), so the trainer's
+    gradient-norm check stops the run as before.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x.view(torch.int16).clamp_min_(0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0)  # what ReLU's own backward runs
+
+
+def relu_bits_(x: torch.Tensor) -> torch.Tensor:
+    """``F.relu(x, inplace=True)``; on a bf16 CPU tensor as ``_ReLUBits`` (the same values, a faster kernel)."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        return _ReLUBits.apply(x)
+    return F.relu(x, inplace=True)
+
+
+NORMS_WITH_RELU = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+"""The norms ``blocks.make_norm`` builds, each followed by a ReLU in ``blocks.norm_relu``."""
+
+
 class FastInstanceNorm2d(nn.InstanceNorm2d):
     """``nn.InstanceNorm2d`` (affine, no running statistics) as ``_InstanceNorm``: a batch norm per image."""
 
@@ -155,17 +196,21 @@ SWAPS: dict[type[nn.Module], type[nn.Module]] = {Upsample2x: FastUpsample2x, Dec
 """Plain module class -> its fast subclass (same state, only ``forward`` differs)."""
 
 
-def apply_speedups(model: nn.Module, *, fast_dropout: bool, fast_resample: bool, fast_norm: bool = False) -> nn.Module:
+def apply_speedups(model: nn.Module, *, fast_dropout: bool, fast_resample: bool, fast_norm: bool = False,
+                   fast_relu: bool = False) -> nn.Module:
     """Swap in the fast modules that were asked for, in place; returns ``model``.
 
     ``fast_dropout`` (``trainer.fast_dropout`` on an eager net): FastDropout, and a bottleneck's closing
     dropout and short skip in one pass; ``fast_resample`` (``trainer.fast_resample``): the upsampling and
     decimation whose gradients keep their memory format; ``fast_norm`` (``trainer.fast_norm`` on an eager
-    net): instance norm as a batch norm per image.
+    net): instance norm as a batch norm per image; ``fast_relu`` (``trainer.fast_relu`` on an eager net):
+    every norm's ReLU as ``relu_bits_`` (an attribute, not a module: the state dict stays the same).
     """
     if fast_dropout:
         use_fast_dropout(model)
     for module in model.modules():
+        if fast_relu and isinstance(module, NORMS_WITH_RELU):
+            module.relu_ = relu_bits_
         fast = SWAPS.get(type(module)) if fast_resample else None
         if fast is not None:
             module.__class__ = fast

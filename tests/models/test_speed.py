@@ -13,7 +13,14 @@ import torch
 from skipexp.models import build_model
 from skipexp.models.blocks import Bottleneck, Decimate2x, Upsample2x
 from skipexp.models.fastdropout import FastDropout
-from skipexp.models.speed import FastDecimate2x, FastInstanceNorm2d, FastUpsample2x, FusedBottleneck, apply_speedups
+from skipexp.models.speed import (
+    FastDecimate2x,
+    FastInstanceNorm2d,
+    FastUpsample2x,
+    FusedBottleneck,
+    apply_speedups,
+    relu_bits_,
+)
 from skipexp.runtime import fast_norm_exact
 from tests.conftest import compose_config
 
@@ -231,3 +238,68 @@ def test_fast_norm_is_used_only_where_it_matches_instance_norm():
     avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     assert fast_norm_exact(torch.device("cpu")) is avx512
     assert runtime.network_speedups()["fast_norm"] is (avx512 and bool(cfg.trainer.fast_norm))
+
+
+def test_the_relu_of_bf16_bits_is_relu_in_place_with_its_gradient():
+    """The int16 clamp of bf16 bits: ReLU's values (-0.0 becomes +0.0) and its backward bit for bit, in place; a
+    NaN keeps its sign's fate (positive: NaN, negative: 0, where PyTorch keeps every NaN)."""
+    special = [-0.0, 0.0, -1e-40, 1e-40, float("inf"), -float("inf"), 3.0, -3.0, -2.0**-126, 0.0, 0.0]
+    x = torch.cat([torch.tensor(special), torch.randn(2 * 3 * 5 * 5 - len(special))]).to(torch.bfloat16)
+    x.view(torch.int16)[9:11] = torch.tensor([0x7FC0, -64], dtype=torch.int16)  # NaN of positive, negative sign
+    x = x.reshape(2, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    got_in = x.clone().requires_grad_()
+    got = relu_bits_(got_in.clone())  # a fresh non-leaf tensor, as a norm's output is
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    bits = got.detach().flatten().view(torch.int16)
+    assert bits[:9].tolist() == [0, 0, 0, 1, 0x7F80, 0, 0x4040, 0, 0] and bits[9] == 0x7FC0 and bits[10] == 0
+    want = torch.relu(x).flatten()
+    assert torch.equal(got.detach().flatten()[11:], want[11:]) and (bits[11:] >= 0).all()
+    grad = torch.randn(x.shape, dtype=torch.bfloat16)
+    got.backward(grad)
+    ref_in = x.clone().requires_grad_()
+    torch.relu(ref_in.clone()).backward(grad)
+    assert torch.equal(got_in.grad.flatten()[11:], ref_in.grad.flatten()[11:])
+    assert torch.equal(got_in.grad[x <= 0], torch.zeros(int((x <= 0).sum()), dtype=torch.bfloat16))
+    fresh = torch.randn(4, 4)
+    assert relu_bits_(fresh) is fresh and fresh.min().item() == 0  # fp32: PyTorch's own in-place ReLU
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_fast_relu_gives_the_plain_net_bit_for_bit_in_bf16(norm):
+    """Every norm gets the bits ReLU as an attribute (the state dict stays); under bf16 autocast the net's output
+    and every gradient are the same as with PyTorch's ReLU."""
+    plain = _net("model.dropout=0", f"model.norm={norm}").to(memory_format=torch.channels_last)
+    fast = apply_speedups(copy.deepcopy(plain), fast_dropout=False, fast_resample=False, fast_relu=True)
+    norms = [m for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.InstanceNorm2d)]
+    assert norms and all(m.relu_ is relu_bits_ for m in norms)
+    assert not any("relu_" in m.__dict__ for m in plain.modules())
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    x = torch.randn(2, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (out_p, dx_p, dp_p), (out_f, dx_f, dp_f) = _step(plain, x), _step(fast, x)
+    assert out_f.dtype == torch.bfloat16 and torch.equal(out_p, out_f)
+    assert torch.equal(dx_p, dx_f) and all(torch.equal(a, b) for a, b in zip(dp_p, dp_f, strict=True))
+
+
+def test_a_nan_hidden_by_the_bits_relu_still_reaches_the_gradient_norm():
+    """A NaN of negative sign becomes 0 in the bits ReLU (PyTorch's keeps it). A norm's output holds a NaN only where
+    its input or weights do, and its backward meets those, so the trainer's gradient-norm check still sees one."""
+    from skipexp.train import _grad_norm
+
+    net = apply_speedups(_net("model.dropout=0"), fast_dropout=False, fast_resample=False, fast_relu=True)
+    norm = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    def nan_in(module: torch.nn.Module, args: tuple) -> None:
+        args[0].view(torch.int16)[0, 0, 0, 0] = 0x7FC0  # one NaN in the norm's input: its channel's mean is NaN
+
+    def negative_nans(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
+        bits = out.view(torch.int16)
+        bits[out.isnan()] = -64  # every NaN of the output with its sign bit set
+
+    norm.register_forward_pre_hook(nan_in)
+    norm.register_forward_hook(negative_nans)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.randn(2, 1, 64, 64))
+    assert torch.isfinite(out).all()  # the bits ReLU made the NaN channel 0
+    out.float().square().mean().backward()
+    assert not torch.isfinite(torch.tensor(_grad_norm(net)))
