@@ -124,9 +124,9 @@ class _ReLUBits(torch.autograd.Function):
     +0.0 (the same value). PyTorch 2.13's CPU kernels convert bf16 to fp32 and back
     for the ReLU: on the 2-core bench machine (Xeon with AMX) its in-place ReLU
     took 0.65 ms for 4 M elements, the int16 clamp 0.17 (docs/performance-notes.md).
-    A NaN whose sign bit is set becomes 0 here, where PyTorch keeps it; the
-    norm's backward still meets that NaN (0 x NaN), so the trainer's
-    gradient-norm check stops the run as before.
+    A NaN whose sign bit is set becomes 0 here, where PyTorch keeps it; a norm's
+    output holds a NaN only where its input or weights do, and its backward
+    meets those, so the trainer's gradient-norm check stops the run as before.
     """
 
     @staticmethod
