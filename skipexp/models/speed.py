@@ -16,7 +16,7 @@ place and without touching a parameter or buffer (checkpoints load either way):
   the input's memory format; the same statistics, no copy to NCHW and back.
 * the ReLU after every norm -> ``relu_bits_`` (the norm's ``relu_``, which
   ``blocks.norm_relu`` calls): on a bf16 CPU tensor, a clamp of its bits read
-  as int16; the same values and gradients, 4-5x faster than PyTorch's bf16 ReLU.
+  as int16; the same values and gradients, about 4x faster than PyTorch's bf16 ReLU.
 """
 
 from __future__ import annotations
