@@ -95,7 +95,7 @@ def build_training(cfg: DictConfig) -> TrainParts:
     header = {**run_header("train", model, runtime, data.name), "world_size": runtime.dist.world_size,
               "batch_size": loop.batch_size, "budget_min": loop.budget_min,
               "compile": runtime.compile_mode,  # torch.compile's mode, None = eager (eval and predict run eager)
-              **runtime.network_speedups(),  # the module swaps in effect (fast_dropout, _norm, _relu: eager)
+              **runtime.network_speedups(),  # the module swaps in effect (dropout, norm, ReLU: eager nets only)
               "fused_optimizer": runtime.fused_optimizer,
               "weight_decay_on": check_optimizer(cfg.optimizer).decay_on}
     gradflow = GradFlow.from_config(cfg.gradflow, model, runtime.dist.is_main)
