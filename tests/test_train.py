@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from skipexp.build import saved_config
 from tests.conftest import TINY, run_cli
 
 BUDGET = [*TINY, "trainer.epochs=100000", "trainer.budget_min=0.05", "optimizer.schedule=cosine"]  # 3 s
@@ -60,3 +61,12 @@ def test_a_checkpoint_from_before_a_model_key_existed_still_evaluates(tmp_path):
     torch.save(saved, tmp_path / "old.pt")
     run_cli([*TINY, "mode=eval", "checkpoint=old.pt", "hydra.run.dir=e"], tmp_path)
     assert json.loads((tmp_path / "e" / "eval.json").read_text())["val_dice"] > 0
+
+
+def test_a_checkpoints_config_gets_the_keys_added_since_with_the_values_they_then_had():
+    state = {"config": {"model": {"width": 16}, "trainer": {"precision": "bf16"}}}  # before match_params, fast_relu
+    saved = saved_config(state)
+    assert saved.model.match_params is None and saved.trainer.fast_relu is False
+    assert saved.model.width == 16 and saved.trainer.precision == "bf16"
+    newer = saved_config({"config": {"model": {"match_params": "both"}, "trainer": {"fast_relu": True}}})
+    assert newer.model.match_params == "both" and newer.trainer.fast_relu is True  # what a run recorded stays
