@@ -126,22 +126,15 @@ class InferenceParts:
     checkpoint: Path
 
 
-MODEL_KEYS_ADDED = {"match_params": None}  # model keys newer than some checkpoints, with the value they then had
-TRAINER_KEYS_ADDED = {"fast_relu": False}  # trainer keys newer than some checkpoints: before it, PyTorch's ReLU
+KEYS_ADDED = {"model": {"match_params": None},  # keys newer than some checkpoints, with the value they then had
+              "trainer": {"fast_relu": False}}  # before fast_relu: PyTorch's ReLU
 
 
 def saved_config(state: dict[str, Any]) -> DictConfig:
-    """The config a checkpoint was trained with, with the model and trainer keys added since (``MODEL_KEYS_ADDED``,
-    ``TRAINER_KEYS_ADDED``) set to the value they then had, so that an older checkpoint rebuilds the network it
-    trained and the runtime it ran (bench/dice_thresholds.py reads both)."""
-    saved = OmegaConf.create(state["config"])
-    for section, added in (("model", MODEL_KEYS_ADDED), ("trainer", TRAINER_KEYS_ADDED)):
-        if section not in saved:
-            continue
-        for key, default in added.items():
-            if key not in saved[section]:
-                saved[section][key] = default
-    return saved
+    """The config a checkpoint was trained with, over ``KEYS_ADDED`` (the keys added since, with the value they
+    then had), so that an older checkpoint rebuilds the network it trained and the runtime it ran
+    (bench/dice_thresholds.py reads both); a key the run recorded wins."""
+    return OmegaConf.merge(KEYS_ADDED, state["config"])
 
 
 def build_inference(cfg: DictConfig) -> InferenceParts:
