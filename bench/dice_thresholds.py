@@ -38,7 +38,7 @@ from skipexp.metrics import dice
 from skipexp.runtime import Runtime
 
 sys.path.insert(0, str(Path(__file__).parent))
-from monai_baseline import monai_unet  # bench/monai_baseline.py, beside this script
+from monai_baseline import saved_unet  # bench/monai_baseline.py, beside this script
 
 THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 BANDS = ("1 px", "2 px", "more")  # an error pixel's distance to the other class: 1, 2, more than 2 pixels
@@ -93,7 +93,7 @@ def run_dice(run: Path) -> dict:
     spec = data_spec(config.dataset)
     runtime = Runtime.from_config(config.trainer)  # the run's own precision, memory format and module swaps
     if results.get("model") == "monai_unet":
-        model = runtime.prepare(monai_unet(spec.in_channels))
+        model = runtime.prepare(saved_unet(spec.in_channels, results))
     else:
         model = build_network(config.model, config.depth, spec.in_channels, runtime)
     model.load_state_dict(state["model"])

@@ -11,7 +11,9 @@ side-by-side reading of results.json need nothing else.
 
 The network: ``monai.networks.nets.UNet(spatial_dims=2, channels=(16, 32, 64,
 128, 256), strides=(2, 2, 2, 2), num_res_units=2)``, one output channel
-(membrane logits), as MONAI's tutorials build it. MONAI is not a dependency of
+(membrane logits), as MONAI's tutorials build it. Two switches take its block apart, to find what of it
+makes its Dice (docs/isbi-cpu.md): ``--act relu`` for its PReLU activations, ``--norm-affine`` for instance
+norm with learned per-channel weights and biases (skipexp's; MONAI's has none). MONAI is not a dependency of
 skipexp; install it for this measurement only:
 
     .venv/bin/pip install -e '.[baseline]'
@@ -46,25 +48,33 @@ from skipexp.train import train
 CHANNELS = (16, 32, 64, 128, 256)
 STRIDES = (2, 2, 2, 2)
 RES_UNITS = 2
+ACTS = ("prelu", "relu")
 
 
-def monai_unet(in_channels: int) -> torch.nn.Module:
-    """The baseline network (issue 16): MONAI's UNet with the tutorials' widths and two residual units a level."""
+def monai_unet(in_channels: int, act: str = "prelu", norm_affine: bool = False) -> torch.nn.Module:
+    """The baseline network (issue 16): MONAI's UNet with the tutorials' widths and two residual units a level;
+    by default its own PReLU and instance norm without affine weights."""
     try:
         from monai.networks.nets import UNet
     except ImportError:
         sys.exit("bench/monai_baseline.py: MONAI is not installed; install it with `.venv/bin/pip install -e "
                  "'.[baseline]'` (it is used for this measurement only).")
     return UNet(spatial_dims=2, in_channels=in_channels, out_channels=1, channels=CHANNELS, strides=STRIDES,
-                num_res_units=RES_UNITS)
+                num_res_units=RES_UNITS, act=act.upper(), norm=("instance", {"affine": norm_affine}))
 
 
-def run(budget_min: float, out: Path, overrides: list[str]) -> dict:
+def saved_unet(in_channels: int, results: dict) -> torch.nn.Module:
+    """The network a baseline run's results.json describes (runs from before the switches: MONAI's defaults)."""
+    baseline = results.get("baseline", {})
+    return monai_unet(in_channels, baseline.get("act", "prelu"), baseline.get("norm_affine", False))
+
+
+def run(budget_min: float, out: Path, overrides: list[str], act: str = "prelu", norm_affine: bool = False) -> dict:
     """Train the baseline in ``out`` under skipexp's loop; return its results.json."""
     cfg = compose_config(["experiment=isbi_cpu", f"trainer.budget_min={budget_min}", "gradflow.enabled=false",
                           *overrides])
     parts = build_training(cfg)  # the data, loss, runtime, budget and header of the skipexp run
-    net = monai_unet(parts.data.in_channels).to(parts.runtime.device)
+    net = monai_unet(parts.data.in_channels, act, norm_affine).to(parts.runtime.device)
     if parts.runtime.channels_last:
         net = net.to(memory_format=torch.channels_last)
     parts.model = net
@@ -74,8 +84,8 @@ def run(budget_min: float, out: Path, overrides: list[str]) -> dict:
                     "block": f"monai residual units x{RES_UNITS}", "width": CHANNELS[0], "n_simple_blocks": None,
                     "depth_layers": None, "params": count_parameters(net),
                     "baseline": {"network": "monai.networks.nets.UNet", "channels": list(CHANNELS),
-                                 "strides": list(STRIDES), "num_res_units": RES_UNITS,
-                                 "monai": __import__("monai").__version__}}
+                                 "strides": list(STRIDES), "num_res_units": RES_UNITS, "act": act,
+                                 "norm_affine": norm_affine, "monai": __import__("monai").__version__}}
     parts.config = {**parts.config, "baseline": parts.header["baseline"]}
     out.mkdir(parents=True, exist_ok=True)
     results = train(parts, out)
@@ -90,11 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget-min", type=float, default=20.0, help="wall-clock budget (default %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("outputs/baseline/monai"), help="run folder")
+    parser.add_argument("--act", choices=ACTS, default="prelu", help="the activation (MONAI's: %(default)s)")
+    parser.add_argument("--norm-affine", action="store_true",
+                        help="instance norm with learned per-channel weights and biases (MONAI's has none)")
     parser.add_argument("overrides", nargs="*", help="skipexp config overrides on top of experiment=isbi_cpu")
     args = parser.parse_args()
     if args.budget_min <= 0:
         parser.error(f"--budget-min={args.budget_min} must be above 0; give e.g. --budget-min 20")
-    results = run(args.budget_min, args.out, args.overrides)
+    results = run(args.budget_min, args.out, args.overrides, args.act, args.norm_affine)
     final = results["final"]
     print(json.dumps({"run": str(args.out), "steps": results["steps_completed"], "wall_s": results["wall_s"],
                       "params": results["params"], "precision": results["precision"],
