@@ -14,6 +14,10 @@ is rebuilt from the config in its checkpoint; the data are read as that config s
     python bench/dice_thresholds.py --skipexp outputs/budget/amx_b20_seed{0,1,2} \\
         --monai outputs/budget/monai_amx_b20_seed{0,1,2}
 
+``--tile 256 --overlap 128`` predicts each slice in tiles of the training crop, blended as ``predict.tile``
+does, so that every norm sees an image of the size it was trained on (the recorded Dice is then not
+reproduced, and not checked).
+
 MONAI's runs need MONAI installed (``pip install -e '.[baseline]'``), as ``bench/monai_baseline.py`` does.
 """
 
@@ -33,7 +37,7 @@ from skipexp.build import build_network, saved_config
 from skipexp.checkpoint import load_checkpoint
 from skipexp.data import build_data, data_spec
 from skipexp.errors import UserError
-from skipexp.evaluate import membrane_probability
+from skipexp.evaluate import Inference, membrane_probability
 from skipexp.metrics import dice
 from skipexp.runtime import Runtime
 
@@ -42,6 +46,7 @@ from monai_baseline import saved_unet  # bench/monai_baseline.py, beside this sc
 
 THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)
 BANDS = ("1 px", "2 px", "more")  # an error pixel's distance to the other class: 1, 2, more than 2 pixels
+WHOLE = Inference()  # each slice predicted whole, without flips, as a run validates
 ERRORS = ("precision", "recall", *(f"missed, {b} in" for b in BANDS), *(f"false, {b} out" for b in BANDS))
 
 
@@ -85,9 +90,10 @@ def error_row(counts: np.ndarray) -> list[float]:
     return [true_pos / (true_pos + false.sum()), true_pos / (true_pos + missed.sum()), *missed, *false]
 
 
-def run_dice(run: Path) -> dict:
+def run_dice(run: Path, inference: Inference = WHOLE) -> dict:
     """The run's Dice of the membrane at each of ``THRESHOLDS``, pooled over the valid pixels of its held-out
-    slices (as results.json's ``val_dice`` at 0.5), and its ``ERRORS`` at 0.5, from its ``checkpoints/last.pt``."""
+    slices (as results.json's ``val_dice`` at 0.5), and its ``ERRORS`` at 0.5, from its ``checkpoints/last.pt``,
+    each slice predicted as ``inference`` says."""
     results, recorded, state = finished_run(run)
     config = saved_config(state)
     spec = data_spec(config.dataset)
@@ -106,7 +112,7 @@ def run_dice(run: Path) -> dict:
         sample = val[index]
         valid = sample["valid"][0].numpy() > 0.5
         truth = sample["label"][0].numpy() > 0.5
-        prob = membrane_probability(model, sample["image"], runtime)
+        prob = membrane_probability(model, sample["image"], runtime, inference)
         probs.append(prob[valid])
         truths.append(truth[valid])
         counts += error_bands(prob > 0.5, truth, valid)
@@ -162,10 +168,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skipexp", type=Path, nargs="+", required=True, help="skipexp run folders")
     parser.add_argument("--monai", type=Path, nargs="*", default=[], help="bench/monai_baseline.py run folders")
+    parser.add_argument("--tile", type=int, default=0, help="predict in tiles of this size (default: whole slices)")
+    parser.add_argument("--overlap", type=int, default=0, help="the tiles' overlap, blended (default %(default)s)")
     args = parser.parse_args()
+    if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
+        fail(f"--tile {args.tile} --overlap {args.overlap} is not a tiling; give a tile size above 0 and an "
+             "overlap below it, e.g. --tile 256 --overlap 128, or neither for whole slices.")
+    inference = Inference(args.tile, args.overlap)
     torch.set_grad_enabled(False)
-    ours, theirs = [run_dice(run) for run in args.skipexp], [run_dice(run) for run in args.monai]
-    for r in (*ours, *theirs):  # the threshold-0.5 column must reproduce what the run itself recorded
+    ours = [run_dice(run, inference) for run in args.skipexp]
+    theirs = [run_dice(run, inference) for run in args.monai]
+    for r in (*ours, *theirs) if not args.tile else ():  # whole slices must reproduce what the run recorded
         at_half = r["dice"][THRESHOLDS.index(0.50)]
         if abs(at_half - r["recorded"]) > 1e-6:
             print(f"note: {r['run']}: Dice at 0.50 is {at_half:.4f} here, {r['recorded']:.4f} in its results.json "

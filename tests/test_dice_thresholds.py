@@ -75,6 +75,14 @@ def test_the_half_threshold_reproduces_the_runs_recorded_dice(tmp_path: Path):
     assert all(0.0 <= float(cell) <= 1.0 for r in rows for cell in r[1:-1])
     errors = [line for line in proc.stdout.split("\n\n")[1].splitlines() if line.startswith("| seed")]
     assert len(errors) == 2 and all(len(line.split(" | ")) == 9 for line in errors)
+    # in overlapping tiles of half the slice: other maps, so other Dice, and no check against the record
+    tiled = subprocess.run([sys.executable, str(ROOT / "bench" / "dice_thresholds.py"), "--skipexp",
+                            *map(str, runs), "--tile", "32", "--overlap", "8"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert tiled.returncode == 0 and "note:" not in tiled.stderr, tiled.stderr
+    tiled_rows = [line.split(" | ") for line in tiled.stdout.split("\n\n")[0].splitlines()
+                  if line.startswith("| seed")]
+    assert len(tiled_rows) == 2 and tiled_rows != rows
 
 
 def test_a_folder_that_is_not_a_finished_run_is_refused_in_one_sentence(tmp_path: Path):
@@ -85,3 +93,12 @@ def test_a_folder_that_is_not_a_finished_run_is_refused_in_one_sentence(tmp_path
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "is not the folder of a finished run" in lines[0] and str(tmp_path / "run") in lines[0]
+
+
+@pytest.mark.parametrize("tiling", [["--tile", "64", "--overlap", "64"], ["--tile", "-1"]])
+def test_a_tiling_that_does_not_advance_is_refused_in_one_sentence(tmp_path: Path, tiling: list[str]):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "dice_thresholds.py"), "--skipexp",
+                           str(tmp_path / "run"), *tiling], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "is not a tiling" in lines[0] and "--tile 256 --overlap 128" in lines[0]
