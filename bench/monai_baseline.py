@@ -66,7 +66,7 @@ def monai_unet(in_channels: int, act: str = "prelu", norm_affine: bool = False) 
 def saved_unet(in_channels: int, results: dict) -> torch.nn.Module:
     """The network a baseline run's results.json describes (runs from before the switches: MONAI's defaults)."""
     baseline = results.get("baseline", {})
-    return monai_unet(in_channels, baseline.get("act", "prelu"), baseline.get("norm_affine", False))
+    return monai_unet(in_channels, **{key: baseline[key] for key in ("act", "norm_affine") if key in baseline})
 
 
 def run(budget_min: float, out: Path, overrides: list[str], act: str = "prelu", norm_affine: bool = False) -> dict:
