@@ -96,7 +96,15 @@ def test_page_states_the_new_figures():
                "avx2_speedup_b1": 1.5, "avx2_default_s_per_img_b4": 1.0, "avx2_plain_s_per_img_b4": 2.6,
                "avx2_speedup_b4": 2.6}
     page = bench.performance_page(results)
-    assert "| 1 | 2.000 s/image | 3.000 s/image | 1.50x |" in page  # the AVX2-kernel table
+    assert "| 1 | 2.000 s/image | 3.000 s/image | 1.50x |" in page  # the AVX2-kernel table, from before its bound
+    bounded = bench.performance_page(dict(results, avx2_bound_s_per_img_b1=1.5, avx2_ceiling_b1=2.0,
+                                          avx2_bound_s_per_img_b4=0.8, avx2_ceiling_b4=3.25,
+                                          avx2_peak_gflops_fp32_b1=230.0, avx2_peak_gflops_fp32_b4=240.0))
+    assert "| 1 | 2.000 s/image | 3.000 s/image | 1.50x | 1.500 s/image | 2.00x |" in bounded
+    assert "| 4 | 1.000 s/image | 2.600 s/image | 2.60x | 0.800 s/image | 3.25x |" in bounded
+    assert "(230 GFLOP/s at batch 1, 240 at batch 4)" in bounded
+    assert "batch 1, AVX2 kernels (emulated on this CPU) | 1.50x (at most 2.00x at the default's roofline bound) " \
+           "| no |" in bounded
     assert "| default at least 2.5x faster per image than plain fp32, batch 1, AVX2 kernels (emulated on this CPU) " \
            "| 1.50x | no |" in page
     assert "batch 4, AVX2 kernels (emulated on this CPU) | 2.60x | yes |" in page
