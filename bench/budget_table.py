@@ -124,19 +124,61 @@ def table(ours: list[dict], theirs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CURVE = (("val_vrand", "V_rand"), ("val_vinfo", "V_info"), ("val_dice", "Dice"), ("val_loss", "val loss"),
+         ("train_loss", "train loss"))
+
+
+def by_epoch(run: Path) -> dict[int, dict]:
+    """A run's validation scores and that epoch's mean training loss, by the epochs it validated at."""
+    results = read_json(run / "results.json")
+    train = {t["epoch"]: t["train_loss"] for t in results.get("train_history", [])}
+    return {h["epoch"]: {**h, "train_loss": train.get(h["epoch"])} for h in results["history"]}
+
+
+def curve(ours: list[Path], theirs: list[Path], every: int) -> str:
+    """The markdown table of the two sides over training: at every ``every``-th epoch that every run of a side
+    validated at, the mean over its runs of each score in CURVE ("-" where a run had stopped), then at each
+    run's end."""
+    sides = [[by_epoch(run) for run in runs] for runs in (ours, theirs)]
+    epochs = sorted({e for side in sides for h in side for e in h if e % every == 0})
+    head = ["epoch (steps)", *[f"skipexp {name}" for _, name in CURVE], *[f"MONAI {name}" for _, name in CURVE]]
+    lines = ["| " + " | ".join(head) + " |", "| ---: |" + " ---: |" * (len(head) - 1)]
+
+    def means(entries: list[dict | None]) -> list[str]:
+        if any(e is None for e in entries):
+            return ["-"] * len(CURVE)
+        return [fmt(None if any(e[key] is None for e in entries) else sum(e[key] for e in entries) / len(entries))
+                for key, _ in CURVE]
+
+    for epoch in epochs:
+        steps = next(h[epoch]["step"] for side in sides for h in side if epoch in h)
+        lines.append(f"| {epoch} ({steps:,}) | "
+                     + " | ".join(cell for side in sides for cell in means([h.get(epoch) for h in side])) + " |")
+    lines.append("| each run's end | "
+                 + " | ".join(cell for side in sides for cell in means([h[max(h)] for h in side])) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skipexp", type=Path, nargs="+", required=True, help="skipexp budget run folders")
     parser.add_argument("--monai", type=Path, nargs="+", required=True, help="bench/monai_baseline.py run folders")
     parser.add_argument("--evals", type=Path, default=Path("outputs/runs"),
                         help="where the skipexp runs' mode=eval folders are (default %(default)s)")
+    parser.add_argument("--curve", type=int, metavar="EPOCHS", default=0,
+                        help="also print the means over training, every EPOCHS epochs (a multiple of the runs' "
+                             "trainer.val_every, e.g. 16)")
     args = parser.parse_args()
+    if args.curve < 0:
+        parser.error(f"--curve={args.curve} must be a positive number of epochs; give e.g. --curve 16")
     flips = flips_index(args.evals)
     ours = [row(run, flips) for run in args.skipexp]
     theirs = [row(run, None) for run in args.monai]
     for r in ours + theirs:
         print(f"{r['run']}: {r['precision']}, {r['wall_min']:.1f} min", file=sys.stderr)
     print(table(ours, theirs))
+    if args.curve:
+        print("\n" + curve(args.skipexp, args.monai, args.curve))
 
 
 if __name__ == "__main__":

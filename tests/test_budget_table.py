@@ -55,3 +55,28 @@ def test_the_table_gives_welch_and_paired_differences_as_computed_by_hand(tmp_pa
     assert "+0.0200 [-0.0297, +0.0697], p = 0.23" in lines["skipexp - MONAI, paired by seed"]
     assert "| skipexp, seed 1 | 1,096,785 | 9,000 | 0.9700 |" in text
     assert lines["MONAI UNet, seed 0"].count("0.9800 / 0.9850") == 1  # MONAI's own final_tta
+
+
+def curve_run(folder: Path, epochs: int, vinfo: float) -> Path:
+    """A run that validated every 4 epochs up to ``epochs``, V_info ``vinfo`` + epoch / 10,000."""
+    history = [{"epoch": e, "step": 52 * e, "val_vrand": 0.97, "val_vinfo": vinfo + e / 10_000, "val_dice": 0.8,
+                "val_loss": 0.2} for e in range(4, epochs + 1, 4)]
+    train = [{"epoch": e, "step": 52 * e, "train_loss": 0.3 - e / 1000} for e in range(1, epochs + 1)]
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"history": history, "train_history": train}))
+    return folder
+
+
+def test_the_curve_averages_each_side_where_all_its_runs_validated(tmp_path: Path):
+    ours = [curve_run(tmp_path / "s0", 40, 0.98), curve_run(tmp_path / "s1", 36, 0.97)]
+    theirs = [curve_run(tmp_path / "m0", 48, 0.96), curve_run(tmp_path / "m1", 48, 0.96)]
+    lines = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+             for line in budget_table.curve(ours, theirs, 16).splitlines()}
+    # columns: skipexp V_rand, V_info, Dice, val loss, train loss, then MONAI's five
+    assert lines["16 (832)"][1] == "0.9766"  # (0.9816 + 0.9716) / 2
+    assert lines["16 (832)"][4] == "0.2840"  # train loss 0.3 - 0.016
+    assert lines["32 (1,664)"][6] == "0.9632"
+    assert lines["48 (2,496)"][:5] == ["-"] * 5  # run s1 had stopped at epoch 36
+    assert lines["48 (2,496)"][6] == "0.9648"
+    # each run's end: s0 at 40 (0.9840), s1 at 36 (0.9736); MONAI's at 48
+    assert lines["each run's end"][1] == "0.9788" and lines["each run's end"][6] == "0.9648"
