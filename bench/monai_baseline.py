@@ -48,10 +48,10 @@ from skipexp.train import train
 CHANNELS = (16, 32, 64, 128, 256)
 STRIDES = (2, 2, 2, 2)
 RES_UNITS = 2
-ACTS = ("prelu", "relu")
+ACTS = ("prelu", "relu")  # MONAI's own first
 
 
-def monai_unet(in_channels: int, act: str = "prelu", norm_affine: bool = False) -> torch.nn.Module:
+def monai_unet(in_channels: int, act: str = ACTS[0], norm_affine: bool = False) -> torch.nn.Module:
     """The baseline network (issue 16): MONAI's UNet with the tutorials' widths and two residual units a level;
     by default its own PReLU and instance norm without affine weights."""
     try:
@@ -69,8 +69,9 @@ def saved_unet(in_channels: int, results: dict) -> torch.nn.Module:
     return monai_unet(in_channels, **{key: baseline[key] for key in ("act", "norm_affine") if key in baseline})
 
 
-def run(budget_min: float, out: Path, overrides: list[str], act: str = "prelu", norm_affine: bool = False) -> dict:
-    """Train the baseline in ``out`` under skipexp's loop; return its results.json."""
+def run(budget_min: float, out: Path, overrides: list[str], act: str, norm_affine: bool) -> dict:
+    """Train the baseline (``monai_unet``'s ``act`` and ``norm_affine``) in ``out`` under skipexp's loop; return its
+    results.json."""
     cfg = compose_config(["experiment=isbi_cpu", f"trainer.budget_min={budget_min}", "gradflow.enabled=false",
                           *overrides])
     parts = build_training(cfg)  # the data, loss, runtime, budget and header of the skipexp run
@@ -100,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget-min", type=float, default=20.0, help="wall-clock budget (default %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("outputs/baseline/monai"), help="run folder")
-    parser.add_argument("--act", choices=ACTS, default="prelu", help="the activation (MONAI's: %(default)s)")
+    parser.add_argument("--act", choices=ACTS, default=ACTS[0], help="the activation (MONAI's: %(default)s)")
     parser.add_argument("--norm-affine", action="store_true",
                         help="instance norm with learned per-channel weights and biases (MONAI's has none)")
     parser.add_argument("overrides", nargs="*", help="skipexp config overrides on top of experiment=isbi_cpu")
