@@ -931,7 +931,9 @@ def main() -> None:
             rows.append((f"train step, AVX2 kernels (emulated), batch {batch}",
                          f"{results[f'avx2_default_s_per_img_b{batch}']:.3f} s/image",
                          f"{results['avx2_precision']}; plain fp32 {results[f'avx2_plain_s_per_img_b{batch}']:.3f} "
-                         f"s/image: speedup {results[f'avx2_speedup_b{batch}']:.2f}x"))
+                         f"s/image: speedup {results[f'avx2_speedup_b{batch}']:.2f}x; roofline bound "
+                         f"{results[f'avx2_bound_s_per_img_b{batch}']:.3f} s/image: at most "
+                         f"{results[f'avx2_ceiling_b{batch}']:.2f}x"))
 
     # honest limits, measured here: the peak of the net's own 3x3 convolutions (forward and backward) in the
     # default's precision and in fp32, the memory bandwidth, and the roofline bound of the default batch-1 step
