@@ -621,10 +621,9 @@ def performance_page(results: dict) -> str:
                        "section: each op costs the larger of its FLOPs over the best fp32 rate of the net's own 3x3 "
                        f"convolutions ({r['avx2_peak_gflops_fp32_b1']:.0f} GFLOP/s at batch 1, "
                        f"{r['avx2_peak_gflops_fp32_b4']:.0f} at batch 4) and its bytes over the memory bandwidth. "
-                       "The ceiling is "
-                       "plain's step over that bound: the most any schedule of the default's own ops could gain over "
-                       "plain in fp32 with these kernels. Beyond it, only fewer bytes or FLOPs would help: "
-                       "element-wise work fused into the convolutions, or other arithmetic.")
+                       "The ceiling is plain's step over that bound: the most any schedule of the default's own ops "
+                       "could gain over plain in fp32 with these kernels. Beyond it, only fewer bytes or FLOPs would "
+                       "help: element-wise work fused into the convolutions, or other arithmetic.")
 
     if has("achieved_gflops"):
         out.append("\n## The batch-1 step against this machine's limits\n")
