@@ -80,3 +80,13 @@ def test_the_curve_averages_each_side_where_all_its_runs_validated(tmp_path: Pat
     assert lines["48 (2,496)"][6] == "0.9648"
     # each run's end: s0 at 40 (0.9840), s1 at 36 (0.9736); MONAI's at 48
     assert lines["each run's end"][1] == "0.9788" and lines["each run's end"][6] == "0.9648"
+
+
+def test_a_negative_curve_step_is_refused_in_one_sentence(tmp_path: Path):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "budget_table.py"), "--skipexp", str(tmp_path),
+                           "--monai", str(tmp_path), "--curve", "-1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--curve=-1 must be a positive number of epochs; give e.g. --curve 16" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
