@@ -1,6 +1,7 @@
 """bench/budget_table.py: the skipexp-against-MONAI table, checked against hand-computed statistics."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def test_the_curve_averages_each_side_where_all_its_runs_validated(tmp_path: Pat
 
 
 def test_a_negative_curve_step_is_refused_in_one_sentence(tmp_path: Path):
-    import subprocess
-
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "budget_table.py"), "--skipexp", str(tmp_path),
                            "--monai", str(tmp_path), "--curve", "-1"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
