@@ -183,10 +183,9 @@ def child(kind: str, overrides: list[str], batch: int, repeats: int, size: int =
         out["flops"] = counter.get_total_flops()
     if kind == "avx2-default":  # the ceiling of the AVX2 arm: its roofline bound under the same capped kernels
         dtypes = {"fp32": torch.float32} | ({"bf16": torch.bfloat16} if out["precision"] == "bfloat16" else {})
-        peaks, bytes_per_s, bound = step_limits(step, model, image, dtypes, repeats, runtime.device)
+        peaks, _, bound = step_limits(step, model, image, dtypes, repeats, runtime.device)
         out["bound_s"] = bound["bound_s"]
         out["peak_gflops_fp32"] = peaks["fp32"]["flops"] / 1e9
-        out["bandwidth_gbs"] = bytes_per_s / 1e9
     return out
 
 
